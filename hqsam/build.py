@@ -1,0 +1,166 @@
+"""Builders for HQ-SAM and plain SAM: ViT-B/L/H as released, and the `toy` backbone for CPU work."""
+
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from .checkpoint import CheckpointError, check_state_dict, is_hq_parameter, read_state_dict
+from .modeling import HQSam, MaskDecoderHQ
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    encoder_embed_dim: int
+    encoder_depth: int
+    encoder_num_heads: int
+    encoder_global_attn_indexes: Tuple[int, ...]
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+
+
+MODEL_SPECS: Dict[str, ModelSpec] = {
+    "vit_b": ModelSpec(768, 12, 12, (2, 5, 8, 11)),
+    "vit_l": ModelSpec(1024, 24, 16, (5, 11, 17, 23)),
+    "vit_h": ModelSpec(1280, 32, 16, (7, 15, 23, 31)),
+    # Small enough to train on 2 CPU cores in minutes: 256 px input, 16 x 16 embedding, 64 x 64 masks.
+    "toy": ModelSpec(
+        96, 4, 4, (1, 3), image_size=256, window_size=4, prompt_embed_dim=128, decoder_mlp_dim=512,
+        iou_head_hidden_dim=128,
+    ),
+}
+
+PathLike = Union[str, Path]
+
+
+def _spec(model_type: str) -> ModelSpec:
+    if model_type not in MODEL_SPECS:
+        raise ValueError(
+            f"unknown model type {model_type!r}: choose one of {sorted(MODEL_SPECS)} "
+            "(or 'auto' with a checkpoint to read the type from its weights)"
+        )
+    return MODEL_SPECS[model_type]
+
+
+def infer_model_type(state_dict: Dict[str, torch.Tensor], source: str = "the checkpoint") -> str:
+    """The model type whose encoder width and depth match the state dict's."""
+    patch_key = "image_encoder.patch_embed.proj.weight"
+    if patch_key not in state_dict:
+        if any(key.startswith("image_encoder.layers.") for key in state_dict):
+            raise CheckpointError(
+                f"{source} holds a TinyViT encoder (Light HQ-SAM, sam_hq_vit_tiny): its encoder is not part of "
+                "segment-anything and is not supported; use sam_hq_vit_b, _l or _h"
+            )
+        raise CheckpointError(
+            f"{source} has no image-encoder weights ({len(state_dict)} tensors, e.g. {sorted(state_dict)[:3]}): "
+            "it lacks SAM's weights. HQ-SAM needs a full SAM or HQ-SAM checkpoint; a file holding only the HQ "
+            "parts must first be merged into the SAM checkpoint it was trained on"
+        )
+    width = state_dict[patch_key].shape[0]
+    depth = 1 + max(int(key.split(".")[2]) for key in state_dict if key.startswith("image_encoder.blocks."))
+    for name, spec in MODEL_SPECS.items():
+        if (spec.encoder_embed_dim, spec.encoder_depth) == (width, depth):
+            return name
+    known = ", ".join(f"{n} ({s.encoder_embed_dim} wide, {s.encoder_depth} blocks)" for n, s in MODEL_SPECS.items())
+    raise CheckpointError(f"{source} has an encoder {width} wide with {depth} blocks; known backbones: {known}")
+
+
+def _encoder_and_prompt_encoder(spec: ModelSpec) -> Tuple[ImageEncoderViT, PromptEncoder]:
+    embedding_size = spec.image_size // spec.patch_size
+    image_encoder = ImageEncoderViT(
+        depth=spec.encoder_depth,
+        embed_dim=spec.encoder_embed_dim,
+        img_size=spec.image_size,
+        mlp_ratio=4,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        num_heads=spec.encoder_num_heads,
+        patch_size=spec.patch_size,
+        qkv_bias=True,
+        use_rel_pos=True,
+        global_attn_indexes=spec.encoder_global_attn_indexes,
+        window_size=spec.window_size,
+        out_chans=spec.prompt_embed_dim,
+    )
+    prompt_encoder = PromptEncoder(
+        embed_dim=spec.prompt_embed_dim,
+        image_embedding_size=(embedding_size, embedding_size),
+        input_image_size=(spec.image_size, spec.image_size),
+        mask_in_chans=16,
+    )
+    return image_encoder, prompt_encoder
+
+
+def _transformer(spec: ModelSpec) -> TwoWayTransformer:
+    return TwoWayTransformer(
+        depth=2, embedding_dim=spec.prompt_embed_dim, mlp_dim=spec.decoder_mlp_dim, num_heads=spec.decoder_num_heads
+    )
+
+
+def build_sam(model_type: str = "toy") -> Sam:
+    """Meta's plain SAM with the given backbone and random weights (the toy SAM is trained from this)."""
+    spec = _spec(model_type)
+    image_encoder, prompt_encoder = _encoder_and_prompt_encoder(spec)
+    mask_decoder = MaskDecoder(
+        transformer_dim=spec.prompt_embed_dim,
+        transformer=_transformer(spec),
+        iou_head_hidden_dim=spec.iou_head_hidden_dim,
+    )
+    return Sam(image_encoder, prompt_encoder, mask_decoder).eval()
+
+
+def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) -> HQSam:
+    """Build HQ-SAM, SAM frozen and the HQ parts trainable, in eval mode on the CPU.
+
+    Arguments:
+      model_type (str): "vit_b", "vit_l", "vit_h", "toy", or "auto" (read from the checkpoint's shapes).
+      checkpoint (path or None): an HQ-SAM checkpoint (`sam_hq_vit_*.pth`, loads with nothing missing), a
+        plain SAM checkpoint (`sam_vit_*.pth`, the HQ parts stay freshly initialised and a warning lists them),
+        or the same as `.safetensors`. Any other mismatch raises `CheckpointError`.
+    """
+    if model_type != "auto":
+        _spec(model_type)  # an unknown type fails before a large file is read
+    state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    if state_dict is not None:
+        found = infer_model_type(state_dict, source=str(checkpoint))
+        if model_type not in ("auto", found):
+            raise CheckpointError(
+                f"{checkpoint} holds a {found} model but model_type={model_type!r} was asked for: "
+                f"use model_type={found!r} or 'auto'"
+            )
+        model_type = found
+    elif model_type == "auto":
+        raise ValueError("model_type='auto' reads the model type from a checkpoint: pass checkpoint=PATH")
+    spec = _spec(model_type)
+    image_encoder, prompt_encoder = _encoder_and_prompt_encoder(spec)
+    mask_decoder = MaskDecoderHQ(
+        transformer_dim=spec.prompt_embed_dim,
+        transformer=_transformer(spec),
+        vit_dim=spec.encoder_embed_dim,
+        iou_head_hidden_dim=spec.iou_head_hidden_dim,
+    )
+    model = HQSam(image_encoder, prompt_encoder, mask_decoder).eval()
+    if state_dict is not None:
+        fresh = check_state_dict(model, state_dict, model_type, source=str(checkpoint))
+        if fresh:
+            warnings.warn(
+                f"{checkpoint} is a plain SAM checkpoint: the HQ parts ({', '.join(fresh)}) are freshly "
+                "initialised and need training (or load an HQ-SAM checkpoint, e.g. `hqsam download sam_hq_"
+                f"{model_type}`)",
+                stacklevel=2,
+            )
+        model.load_state_dict(state_dict, strict=not fresh)
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = is_hq_parameter(name)
+    return model
+
+
+hqsam_model_registry = {name: partial(build_hqsam, name) for name in MODEL_SPECS}

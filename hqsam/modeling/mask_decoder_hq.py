@@ -1,0 +1,210 @@
+"""HQ-SAM's mask decoder: Meta's MaskDecoder plus the HQ output token and the global-local fusion.
+
+The parameter names (`hf_token`, `hf_mlp`, `compress_vit_feat`, `embedding_encoder`, `embedding_maskfeature`)
+are the authors' release names, so released checkpoints load key for key.
+"""
+
+from typing import Optional, Tuple, Type
+
+import torch
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.mask_decoder import MLP, MaskDecoder
+from torch import nn
+
+
+class MaskDecoderHQ(MaskDecoder):
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: nn.Module,
+        vit_dim: int,
+        num_multimask_outputs: int = 3,
+        activation: Type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        """SAM's decoder (see MaskDecoder) with HQ-SAM's additions.
+
+        Arguments:
+          vit_dim (int): channel width of the image encoder's blocks (the early ViT feature).
+        """
+        super().__init__(
+            transformer_dim=transformer_dim,
+            transformer=transformer,
+            num_multimask_outputs=num_multimask_outputs,
+            activation=activation,
+            iou_head_depth=iou_head_depth,
+            iou_head_hidden_dim=iou_head_hidden_dim,
+        )
+        self.hf_token = nn.Embedding(1, transformer_dim)
+        self.hf_mlp = MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3)
+        self.compress_vit_feat = nn.Sequential(
+            nn.ConvTranspose2d(vit_dim, transformer_dim, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 8, kernel_size=2, stride=2),
+        )
+        self.embedding_encoder = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+        )
+        self.embedding_maskfeature = nn.Sequential(
+            nn.Conv2d(transformer_dim // 8, transformer_dim // 4, 3, 1, 1),
+            LayerNorm2d(transformer_dim // 4),
+            nn.GELU(),
+            nn.Conv2d(transformer_dim // 4, transformer_dim // 8, 3, 1, 1),
+        )
+
+    def hq_features(self, image_embeddings: torch.Tensor, early_features: torch.Tensor) -> torch.Tensor:
+        """Global-local fusion of the two encoder features, once per image.
+
+        Arguments:
+          image_embeddings (torch.Tensor): N x C x H x W, the final encoder embedding.
+          early_features (torch.Tensor): N x H x W x vit_dim, output of the first global-attention block
+            (the ViT's channels-last layout).
+
+        Returns:
+          torch.Tensor: N x C/8 x 4H x 4W. The decoder adds its own upscaled feature per prompt.
+        """
+        return self.embedding_encoder(image_embeddings) + self.compress_vit_feat(
+            early_features.permute(0, 3, 1, 2)
+        )
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        hq_token_only: bool,
+        hq_features: torch.Tensor,
+        image_index: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Predict one mask per prompt, as the authors' release does.
+
+        Arguments:
+          image_embeddings (torch.Tensor): N x C x H x W for N images.
+          image_pe (torch.Tensor): 1 x C x H x W positional encoding.
+          sparse_prompt_embeddings (torch.Tensor): B x T x C for B prompts.
+          dense_prompt_embeddings (torch.Tensor): B x C x H x W.
+          multimask_output (bool): SAM's part of the mask is the best (by predicted IoU) of its three
+            multimask outputs if True, its single-mask output if False.
+          hq_token_only (bool): return the HQ mask alone if True, SAM's mask plus the HQ mask if False.
+          hq_features (torch.Tensor): N x C/8 x 4H x 4W from `hq_features`.
+          image_index (torch.Tensor or None): B indices into the N images; None means N is 1 (shared by
+            every prompt) or B (one prompt per image).
+
+        Returns:
+          torch.Tensor: B x 1 x 4H x 4W mask logits.
+          torch.Tensor: B x 1 predicted IoU of SAM's selected mask.
+        """
+        masks_sam, masks_hq, iou_pred = self.predict_masks_hq(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            hq_features,
+            image_index,
+        )
+        if multimask_output:
+            iou_pred, best = torch.max(iou_pred[:, 1:], dim=1)
+            iou_pred = iou_pred.unsqueeze(1)
+            masks_sam = masks_sam[torch.arange(masks_sam.shape[0]), best + 1].unsqueeze(1)
+        else:
+            iou_pred = iou_pred[:, :1]
+            masks_sam = masks_sam[:, :1]
+        masks = masks_hq if hq_token_only else masks_sam + masks_hq
+        return masks, iou_pred
+
+    def forward_sam(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        image_index: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Plain SAM's output (no HQ token in the transformer), equal to Meta's MaskDecoder.forward.
+
+        Returns B x 3 (multimask) or B x 1 masks and their predicted IoUs.
+        """
+        masks, _, iou_pred = self.predict_masks_hq(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, None, image_index
+        )
+        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, mask_slice], iou_pred[:, mask_slice]
+
+    def predict_masks_hq(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        hq_features: Optional[torch.Tensor],
+        image_index: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        """Run the two-way transformer once for all prompts of all images.
+
+        With `hq_features` None the HQ token is left out and the result is exactly plain SAM's.
+
+        Returns:
+          torch.Tensor: B x 4 x 4H x 4W logits of SAM's mask tokens.
+          torch.Tensor or None: B x 1 x 4H x 4W logits of the HQ token.
+          torch.Tensor: B x 4 predicted IoUs of SAM's mask tokens.
+        """
+        batch = sparse_prompt_embeddings.shape[0]
+        image_index = _prompt_to_image_index(image_embeddings, batch, image_index)
+        token_weights = [self.iou_token.weight, self.mask_tokens.weight]
+        if hq_features is not None:
+            token_weights.append(self.hf_token.weight)
+        output_tokens = torch.cat(token_weights, dim=0).unsqueeze(0).expand(batch, -1, -1)
+        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+
+        src = image_embeddings[image_index] + dense_prompt_embeddings
+        pos_src = image_pe.expand(batch, -1, -1, -1)
+        b, c, h, w = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : (1 + self.num_mask_tokens), :]
+
+        src = src.transpose(1, 2).view(b, c, h, w)
+        upscaled_embedding = self.output_upscaling(src)
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        b, c, h, w = upscaled_embedding.shape
+        masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        if hq_features is None:
+            return masks, None, iou_pred
+
+        upscaled_embedding_hq = self.embedding_maskfeature(upscaled_embedding) + hq_features[image_index]
+        hq_filter = self.hf_mlp(hs[:, 1 + self.num_mask_tokens, :]).unsqueeze(1)
+        masks_hq = (hq_filter @ upscaled_embedding_hq.view(b, c, h * w)).view(b, 1, h, w)
+        return masks, masks_hq, iou_pred
+
+
+def _prompt_to_image_index(
+    image_embeddings: torch.Tensor, num_prompts: int, image_index: Optional[torch.Tensor]
+) -> torch.Tensor:
+    num_images, device = image_embeddings.shape[0], image_embeddings.device
+    if image_index is not None:
+        if image_index.shape != (num_prompts,):
+            raise ValueError(
+                f"image_index must have one entry per prompt ({num_prompts}), got shape {tuple(image_index.shape)}"
+            )
+        return image_index.to(device)
+    if num_images == 1:
+        return torch.zeros(num_prompts, dtype=torch.long, device=device)
+    if num_images == num_prompts:
+        return torch.arange(num_prompts, device=device)
+    raise ValueError(
+        f"{num_images} image embeddings for {num_prompts} prompts: "
+        "pass image_index to say which image each prompt belongs to"
+    )
