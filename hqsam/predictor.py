@@ -1,0 +1,330 @@
+"""HQSamPredictor: the authors' `SamPredictor` interface, plus plain SAM from the same embedding and a batch API.
+
+What the outputs hold, as in the authors' release:
+  - `predict(..., hq_token_only=True)`: the HQ-Output-Token's mask alone (what the paper scores on the HQ
+    datasets).
+  - `predict(..., hq_token_only=False)` (default): SAM's mask logits plus the HQ mask logits (the paper's
+    setting for COCO and other multi-object benchmarks).
+  - `multimask_output=True` still returns ONE mask per prompt: SAM's part is the best of its three multimask
+    outputs by predicted IoU; with False it is SAM's single-mask output. The score is the predicted IoU of
+    SAM's part; the HQ token predicts no IoU of its own.
+  - `predict_sam(...)`: plain SAM's output (three masks with multimask_output=True), exactly Meta's
+    `SamPredictor.predict`, from the same image embedding.
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from .image import to_rgb_uint8
+from .modeling import HQSam
+
+Prediction = Tuple[np.ndarray, np.ndarray, np.ndarray]
+TorchPrediction = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class HQSamPredictor:
+    def __init__(self, model: HQSam) -> None:
+        """Compute an image's embedding once (`set_image`), then predict masks for many prompts."""
+        if not isinstance(model, HQSam):
+            raise TypeError(f"HQSamPredictor needs an HQSam model (hqsam.build_hqsam), got {type(model).__name__}")
+        self.model = model
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.reset_image()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def reset_image(self) -> None:
+        """Forget the current image."""
+        self.is_image_set = False
+        self.features: Optional[torch.Tensor] = None
+        self.early_features: Optional[torch.Tensor] = None
+        self._hq_features: Optional[torch.Tensor] = None
+        self.original_size: Optional[Tuple[int, int]] = None
+        self.input_size: Optional[Tuple[int, int]] = None
+
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """Encode an H x W x C image (uint8 RGB; other layouts and dtypes as `hqsam.image.to_rgb_uint8`)."""
+        image = to_rgb_uint8(image, image_format)
+        input_image = torch.as_tensor(self.transform.apply_image(image), device=self.device)
+        self.set_torch_image(input_image.permute(2, 0, 1).contiguous()[None], image.shape[:2])
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: Tuple[int, ...]) -> None:
+        """Encode a 1 x 3 x H x W image already resized by ResizeLongestSide (long side = the model's input)."""
+        size = self.model.image_encoder.img_size
+        if transformed_image.ndim != 4 or transformed_image.shape[:2] != (1, 3) or max(transformed_image.shape[2:]) != size:
+            raise ValueError(
+                f"set_torch_image expects a 1 x 3 x H x W tensor with long side {size}, "
+                f"got shape {tuple(transformed_image.shape)}; set_image does the resizing for you"
+            )
+        self.reset_image()
+        self.original_size = (int(original_image_size[0]), int(original_image_size[1]))
+        self.input_size = (int(transformed_image.shape[2]), int(transformed_image.shape[3]))
+        input_image = self.model.preprocess(transformed_image.to(self.device))
+        self.features, self.early_features = self.model.encode_image(input_image)
+        self.is_image_set = True
+
+    def get_image_embedding(self) -> torch.Tensor:
+        """The current image's 1 x C x H x W embedding."""
+        self._require_image()
+        return self.features
+
+    def predict(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        hq_token_only: bool = False,
+    ) -> Prediction:
+        """HQ-SAM's mask for one prompt (see the module docstring for what it holds).
+
+        Arguments:
+          point_coords (np.ndarray or None): N x 2 points (x, y) in pixels of the original image.
+          point_labels (np.ndarray or None): N labels, 1 foreground, 0 background.
+          box (np.ndarray or None): a box x0, y0, x1, y1 in pixels; parts outside the image are clipped.
+          mask_input (np.ndarray or None): 1 x 4E x 4E low-res logits (E the embedding size: 256 for
+            the 1024-px models), e.g. the third output of an earlier call.
+
+        Returns:
+          np.ndarray: 1 x H x W masks (bool, or float logits with return_logits).
+          np.ndarray: 1 predicted IoU.
+          np.ndarray: 1 x 4E x 4E low-res logits.
+        """
+        prompts = self._prompts_from_numpy(point_coords, point_labels, box, mask_input)
+        return _to_numpy(
+            self.predict_torch(*prompts, multimask_output, return_logits, hq_token_only=hq_token_only)
+        )
+
+    def predict_sam(
+        self,
+        point_coords: Optional[np.ndarray] = None,
+        point_labels: Optional[np.ndarray] = None,
+        box: Optional[np.ndarray] = None,
+        mask_input: Optional[np.ndarray] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> Prediction:
+        """Plain SAM's masks for the same prompts and image embedding: C x H x W, C = 3 with multimask."""
+        prompts = self._prompts_from_numpy(point_coords, point_labels, box, mask_input)
+        return _to_numpy(self.predict_sam_torch(*prompts, multimask_output, return_logits))
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+        hq_token_only: bool = False,
+    ) -> TorchPrediction:
+        """Like `predict` for B prompts at once, inputs already in the model's resized frame
+        (`predictor.transform.apply_coords_torch` / `apply_boxes_torch`): B x N x 2 points, B x N labels,
+        B x 4 boxes, B x 1 x 4E x 4E mask inputs. Returns B x 1 x H x W masks, B x 1 IoUs, B x 1 x 4E x 4E."""
+        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, True, hq_token_only)
+
+    @torch.no_grad()
+    def predict_sam_torch(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor] = None,
+        mask_input: Optional[torch.Tensor] = None,
+        multimask_output: bool = True,
+        return_logits: bool = False,
+    ) -> TorchPrediction:
+        """Plain SAM's `predict_torch` (Meta's), from the same image embedding."""
+        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, False, False)
+
+    @torch.no_grad()
+    def predict_batch(
+        self,
+        images: Sequence[np.ndarray],
+        boxes: Sequence[np.ndarray],
+        multimask_output: bool = False,
+        return_logits: bool = False,
+        hq_token_only: bool = False,
+        image_format: str = "RGB",
+        images_per_pass: int = 4,
+    ) -> List[Prediction]:
+        """HQ-SAM masks for many images, each with its own K_i x 4 boxes (x0, y0, x1, y1 pixels).
+
+        The encoder runs on `images_per_pass` images at a time, the decoder once for all their boxes. Does not
+        touch the image set with `set_image`. Returns, per image, K_i x 1 x H x W masks, K_i x 1 IoUs and
+        K_i x 1 x 4E x 4E low-res logits.
+        """
+        if len(images) != len(boxes):
+            raise ValueError(f"{len(images)} images but {len(boxes)} box arrays: give one K x 4 array per image")
+        if images_per_pass < 1:
+            raise ValueError(f"images_per_pass must be at least 1, got {images_per_pass}")
+        results: List[Prediction] = []
+        for start in range(0, len(images), images_per_pass):
+            chunk = [to_rgb_uint8(image, image_format) for image in images[start : start + images_per_pass]]
+            chunk_boxes = [_check_boxes(b, image.shape[:2]) for b, image in zip(boxes[start : start + images_per_pass], chunk)]
+            inputs = [
+                torch.as_tensor(self.transform.apply_image(image), device=self.device).permute(2, 0, 1)
+                for image in chunk
+            ]
+            embeddings, early = self.model.encode_image(torch.stack([self.model.preprocess(x) for x in inputs]))
+            counts = [len(b) for b in chunk_boxes]
+            if sum(counts) == 0:
+                results.extend(_empty_prediction(self.model, image.shape[:2], return_logits) for image in chunk)
+                continue
+            model_boxes = torch.cat(
+                [
+                    torch.as_tensor(self.transform.apply_boxes(b, image.shape[:2]), dtype=torch.float, device=self.device)
+                    for b, image in zip(chunk_boxes, chunk)
+                ]
+            )
+            image_index = torch.repeat_interleave(torch.arange(len(chunk), device=self.device), torch.as_tensor(counts, device=self.device))
+            sparse, dense = self.model.prompt_encoder(points=None, boxes=model_boxes, masks=None)
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=embeddings,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+                hq_token_only=hq_token_only,
+                hq_features=self.model.mask_decoder.hq_features(embeddings, early),
+                image_index=image_index,
+            )
+            for i, (low, scores) in enumerate(zip(low_res.split(counts), iou.split(counts))):
+                masks = self.model.postprocess_masks(low, tuple(inputs[i].shape[-2:]), chunk[i].shape[:2])
+                if not return_logits:
+                    masks = masks > self.model.mask_threshold
+                results.append(_to_numpy((masks, scores, low), batched=True))
+        return results
+
+    def _decode(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor],
+        mask_input: Optional[torch.Tensor],
+        multimask_output: bool,
+        return_logits: bool,
+        hq: bool,
+        hq_token_only: bool,
+    ) -> TorchPrediction:
+        self._require_image()
+        if (point_coords is None) != (point_labels is None):
+            raise ValueError("point_coords and point_labels go together: give both or neither")
+        points = (point_coords, point_labels) if point_coords is not None else None
+        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
+        decoder = self.model.mask_decoder
+        arguments = dict(
+            image_embeddings=self.features,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask_output,
+        )
+        if hq:
+            if self._hq_features is None:
+                self._hq_features = decoder.hq_features(self.features, self.early_features)
+            low_res, iou = decoder(**arguments, hq_token_only=hq_token_only, hq_features=self._hq_features)
+        else:
+            low_res, iou = decoder.forward_sam(**arguments)
+        masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
+        if not return_logits:
+            masks = masks > self.model.mask_threshold
+        return masks, iou, low_res
+
+    def _require_image(self) -> None:
+        if not self.is_image_set:
+            raise RuntimeError("no image is set: call predictor.set_image(image) before predicting")
+
+    def _prompts_from_numpy(
+        self,
+        point_coords: Optional[np.ndarray],
+        point_labels: Optional[np.ndarray],
+        box: Optional[np.ndarray],
+        mask_input: Optional[np.ndarray],
+    ) -> Tuple[Optional[torch.Tensor], ...]:
+        """Check numpy prompts in original-image pixels and map them into the model's frame (batch of one)."""
+        self._require_image()
+        coords = labels = boxes = masks = None
+        if point_coords is not None or point_labels is not None:
+            if point_coords is None or point_labels is None:
+                missing = "point_labels (1 foreground, 0 background, one per point)" if point_labels is None else "point_coords"
+                raise ValueError(f"points need both coordinates and labels: {missing} is missing")
+            point_coords = np.asarray(point_coords, dtype=np.float64)
+            point_labels = np.asarray(point_labels)
+            if point_coords.ndim != 2 or point_coords.shape[1] != 2 or len(point_coords) == 0:
+                raise ValueError(f"point_coords must be N x 2 (x, y) with N >= 1, got shape {point_coords.shape}")
+            if point_labels.shape != (len(point_coords),):
+                raise ValueError(
+                    f"point_labels must hold one label per point ({len(point_coords)}), got shape {point_labels.shape}"
+                )
+            if not np.isfinite(point_coords).all():
+                raise ValueError("point_coords contain NaN or infinite values")
+            if not np.isin(point_labels, (0, 1)).all():
+                raise ValueError(f"point_labels must be 1 (foreground) or 0 (background), got {np.unique(point_labels)}")
+            mapped = self.transform.apply_coords(point_coords, self.original_size)
+            coords = torch.as_tensor(mapped, dtype=torch.float, device=self.device)[None]
+            labels = torch.as_tensor(point_labels, dtype=torch.int, device=self.device)[None]
+        if box is not None:
+            box = np.asarray(box, dtype=np.float64)
+            if box.size != 4:
+                raise ValueError(
+                    f"box must be one x0, y0, x1, y1 box, got shape {box.shape}; "
+                    "for many boxes use predict_torch or predict_batch"
+                )
+            checked = _check_boxes(box.reshape(1, 4), self.original_size)
+            boxes = torch.as_tensor(self.transform.apply_boxes(checked, self.original_size), dtype=torch.float, device=self.device)
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input, dtype=np.float32)
+            expected = tuple(self.model.prompt_encoder.mask_input_size)
+            if mask_input.ndim == 2:
+                mask_input = mask_input[None]
+            if mask_input.shape != (1, *expected):
+                raise ValueError(
+                    f"mask_input must be 1 x {expected[0]} x {expected[1]} low-res logits (the third output of "
+                    f"an earlier predict), got shape {mask_input.shape}"
+                )
+            if not np.isfinite(mask_input).all():
+                raise ValueError("mask_input contains NaN or infinite values")
+            masks = torch.as_tensor(mask_input, device=self.device)[None]
+        return coords, labels, boxes, masks
+
+
+def _check_boxes(boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
+    """Validate K x 4 boxes (x0, y0, x1, y1) against an image of H x W; clip the parts outside it."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim == 1 and boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be K x 4 (x0, y0, x1, y1), got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"boxes contain NaN or infinite values: {boxes[~np.isfinite(boxes).all(axis=1)].tolist()}")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        raise ValueError(
+            f"boxes must be x0, y0, x1, y1 with x0 <= x1 and y0 <= y1; inverted: {boxes[inverted].tolist()} "
+            "(x, y, w, h boxes convert with [x, y, x + w, y + h])"
+        )
+    height, width = image_size
+    outside = (boxes[:, 0] > width) | (boxes[:, 1] > height) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if outside.any():
+        raise ValueError(f"boxes lie entirely outside the {width} x {height} image: {boxes[outside].tolist()}")
+    return np.clip(boxes, 0, [width, height, width, height])
+
+
+def _empty_prediction(model: HQSam, image_size: Tuple[int, int], return_logits: bool) -> Prediction:
+    low_res_size = tuple(model.prompt_encoder.mask_input_size)
+    dtype = np.float32 if return_logits else bool
+    return np.zeros((0, 1, *image_size), dtype), np.zeros((0, 1), np.float32), np.zeros((0, 1, *low_res_size), np.float32)
+
+
+def _to_numpy(prediction: TorchPrediction, batched: bool = False) -> Prediction:
+    masks, scores, low_res = (t.detach().float().cpu().numpy() if t.is_floating_point() else t.cpu().numpy() for t in prediction)
+    return (masks, scores, low_res) if batched else (masks[0], scores[0], low_res[0])
