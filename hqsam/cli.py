@@ -1,0 +1,22 @@
+"""The `hqsam` command line."""
+
+import argparse
+from typing import List, Optional
+
+from .download import add_download_command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hqsam", description="HQ-SAM: models, data, training, evaluation")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_download_command(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
