@@ -188,7 +188,8 @@ def _fetch(
         digest = sha256_file(dest)
         if _mismatch(digest, sha256, sha256_prefix) is None:
             return digest
-        print(f"{dest} exists but does not match its expected SHA-256; downloading it again", file=sys.stderr)
+        print(f"{dest} exists but does not match its expected SHA-256; removed, downloading it again", file=sys.stderr)
+        dest.unlink()  # never leave a bad file under the real name, even if the new download fails
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     try:
@@ -270,6 +271,7 @@ def _record_digest(directory: Path, filename: str, digest: str) -> None:
         file.write("\n")
         file.flush()
         os.fsync(file.fileno())
+    os.chmod(file.name, 0o644)  # NamedTemporaryFile makes it 0600; a shared $HQSAM_HOME must stay readable
     os.replace(file.name, directory / DIGESTS_FILE)
 
 
