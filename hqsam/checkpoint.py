@@ -4,13 +4,13 @@ Loading never unpickles code (`weights_only=True`) and never leaves a layer sile
 is an error, except a plain SAM checkpoint, whose missing HQ parts the caller reports.
 """
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Union
 
 import torch
 from torch import nn
+
+from .io import atomic_write
 
 HQ_MODULES = ("hf_token", "hf_mlp", "compress_vit_feat", "embedding_encoder", "embedding_maskfeature")
 HQ_PREFIXES = tuple(f"mask_decoder.{module}." for module in HQ_MODULES)
@@ -102,21 +102,12 @@ def check_state_dict(model: nn.Module, state_dict: Dict[str, torch.Tensor], mode
 def save_state_dict(state_dict: Dict[str, torch.Tensor], path: PathLike) -> Path:
     """Write a state dict atomically (temporary file, fsync, rename), as `.safetensors` or torch's format."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
-            if path.suffix == ".safetensors":
-                from safetensors.torch import save
+    tensors = {key: value.detach().cpu().contiguous() for key, value in state_dict.items()}
+    with atomic_write(path) as file:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import save
 
-                file.write(save(tensors))
-            else:
-                torch.save(tensors, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+            file.write(save(tensors))
+        else:
+            torch.save(tensors, file)
     return path

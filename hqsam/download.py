@@ -21,7 +21,6 @@ import json
 import os
 import ssl
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Dict, Literal, Optional, Tuple, Union
 
 from tqdm import tqdm
+
+from .io import atomic_write
 
 PathLike = Union[str, Path]
 
@@ -266,13 +267,9 @@ def _read_digests(directory: Path) -> Dict[str, str]:
 def _record_digest(directory: Path, filename: str, digest: str) -> None:
     """Add `filename -> digest` to the directory's digest file, replacing it atomically."""
     digests = {**_read_digests(directory), filename: digest}
-    with tempfile.NamedTemporaryFile("w", dir=directory, prefix=DIGESTS_FILE, suffix=".tmp", delete=False) as file:
+    with atomic_write(directory / DIGESTS_FILE, "w") as file:
         json.dump(digests, file, indent=2, sort_keys=True)
         file.write("\n")
-        file.flush()
-        os.fsync(file.fileno())
-    os.chmod(file.name, 0o644)  # NamedTemporaryFile makes it 0600; a shared $HQSAM_HOME must stay readable
-    os.replace(file.name, directory / DIGESTS_FILE)
 
 
 def download(
