@@ -3,13 +3,17 @@
 import argparse
 from typing import List, Optional
 
+from .data.hqseg44k import add_download_data_command
 from .download import add_download_command
+from .train.cli import add_train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hqsam", description="HQ-SAM: models, data, training, evaluation")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_download_command(subparsers)
+    add_download_data_command(subparsers)
+    add_train_command(subparsers)
     return parser
 
 
