@@ -1,47 +1,15 @@
 """Numerical parity with the authors' `segment_anything_hq` (HQ-SAM) and Meta's `segment_anything` (SAM)."""
 
-from functools import partial
-
 import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
 from segment_anything_hq import SamPredictor as ReleasePredictor
-from segment_anything_hq import modeling as release
 
 import hqsam
-from conftest import randomize_
+from conftest import build_release, randomize_
 
 TOLERANCE = 1e-4
-
-
-def build_release(spec: hqsam.build.ModelSpec, checkpoint: str) -> release.Sam:
-    """The authors' model classes with the given dimensions, loaded strictly from our checkpoint file."""
-    embedding = spec.image_size // spec.patch_size
-    model = release.Sam(
-        image_encoder=release.ImageEncoderViT(
-            depth=spec.encoder_depth, embed_dim=spec.encoder_embed_dim, img_size=spec.image_size, mlp_ratio=4,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_heads=spec.encoder_num_heads,
-            patch_size=spec.patch_size, qkv_bias=True, use_rel_pos=True,
-            global_attn_indexes=list(spec.encoder_global_attn_indexes), window_size=spec.window_size,
-            out_chans=spec.prompt_embed_dim,
-        ),
-        prompt_encoder=release.PromptEncoder(
-            embed_dim=spec.prompt_embed_dim, image_embedding_size=(embedding, embedding),
-            input_image_size=(spec.image_size, spec.image_size), mask_in_chans=16,
-        ),
-        mask_decoder=release.MaskDecoderHQ(
-            num_multimask_outputs=3,
-            transformer=release.TwoWayTransformer(
-                depth=2, embedding_dim=spec.prompt_embed_dim, mlp_dim=spec.decoder_mlp_dim,
-                num_heads=spec.decoder_num_heads,
-            ),
-            transformer_dim=spec.prompt_embed_dim, iou_head_depth=3, iou_head_hidden_dim=spec.iou_head_hidden_dim,
-            vit_dim=spec.encoder_embed_dim,
-        ),
-    )
-    model.load_state_dict(torch.load(checkpoint, weights_only=True), strict=True)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

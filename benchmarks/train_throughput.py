@@ -1,0 +1,118 @@
+"""Training throughput: our batched step against a re-creation of the release's per-image decoding loop.
+
+Both steps see the same prepared batches (data loading excluded), the same frozen model and the same loss; they
+differ only in how the decoder runs. The release's step (its train.py): the frozen encoder on the batch, then
+SAM's own prompt encoder and mask decoder image by image (Sam.forward, whose masks training never uses), then
+the HQ decoder image by image with gradients. Ours: the encoder on the batch (bf16 on CUDA), prompts embedded
+per prompt shape, one batched decoder pass per shape. The two are timed alternately; the ratio of medians is
+printed.
+
+    python benchmarks/train_throughput.py --model-type toy --batch-size 16 --repeats 5
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+import hqsam
+from hqsam.data import TOY_LAYOUT, read_layout
+from hqsam.data.toy_world import generate_toy_world
+from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate, keyed_generator
+from hqsam.train.head import HQLogits, embed_prompts, encode_frozen
+from hqsam.train.loss import mask_loss
+from torch.utils.data import ConcatDataset
+
+
+def release_style_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
+    """HQ logits the way the release computes them in training: per image, after a wasted SAM decode."""
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    with torch.no_grad():
+        embeddings, early = model.encode_image(model.preprocess(batch["image"].to(model.device)))
+        prompts = []
+        for i in range(len(batch["kind"])):
+            one = {k: v[i : i + 1] for k, v in batch.items()}
+            (_, sparse, dense), = embed_prompts(model, one)
+            decoder.forward_sam(embeddings[i : i + 1], image_pe, sparse, dense, multimask_output=False)
+            prompts.append((sparse, dense))
+    hq_features = decoder.hq_features(embeddings, early)
+    logits = [
+        decoder.predict_masks_hq(embeddings[i : i + 1], image_pe, sparse, dense, hq_features[i : i + 1])[1]
+        for i, (sparse, dense) in enumerate(prompts)
+    ]
+    return torch.cat(logits)
+
+
+def our_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
+    embeddings, early = encode_frozen(model, batch["image"].to(model.device))
+    return HQLogits(model)(embeddings, early, embed_prompts(model, batch))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-type", default="toy", choices=sorted(hqsam.MODEL_SPECS))
+    parser.add_argument("--batch-size", type=int, default=16, help="per process (the toy config's global batch)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--loss-points", type=int, default=784)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--data-root", help="a toy world (generated in a temporary folder if not given)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    model = hqsam.build_hqsam(args.model_type).to(device)
+    root = args.data_root or generate_toy_world(tempfile.mkdtemp(), num_train=args.batch_size, num_val=0)
+    size = model.image_encoder.img_size
+    examples = TrainingExamples(
+        ConcatDataset(read_layout(root, TOY_LAYOUT, split="train")), size, tuple(model.prompt_encoder.mask_input_size),
+        seed=0, scale_range=(0.1, 2.0), flip_prob=0.5, prompt_kinds=("box", "point", "noise_mask"), num_points=10,
+    )
+    batches = [collate([examples[(epoch, i % len(examples))] for i in range(args.batch_size)]) for epoch in range(2)]
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+
+    def step(logits_of, batch) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        logits = logits_of(model, batch)
+        generators = [keyed_generator(0, 0, i, LOSS_STREAM) for i in batch["index"].tolist()]
+        bce, dice = mask_loss(logits, batch["target"].to(device), generators, num_points=args.loss_points)
+        optimizer.zero_grad(set_to_none=True)
+        (bce + dice).backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    if device.type == "cpu":  # the same numbers (on CUDA ours runs the encoder in bf16, the release in fp32)
+        torch.testing.assert_close(our_logits(model, batches[0]), release_style_logits(model, batches[0]), atol=1e-4, rtol=0)
+    for batch in batches:  # warm-up
+        step(our_logits, batch), step(release_style_logits, batch)
+    times = {"ours": [], "release": []}
+    for repeat in range(args.repeats):
+        batch = batches[repeat % len(batches)]
+        times["ours"].append(step(our_logits, batch))
+        times["release"].append(step(release_style_logits, batch))
+    median = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "model_type": args.model_type,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "batch_size": args.batch_size,
+        "ours_samples_per_s": args.batch_size / median["ours"],
+        "release_samples_per_s": args.batch_size / median["release"],
+        "speedup": median["release"] / median["ours"],
+    }
+    print(f"{args.model_type} at {size} px, batch {args.batch_size}, on {result['device']}; median of {args.repeats}")
+    print(f"  release-style per-image step: {result['release_samples_per_s']:8.1f} samples/s")
+    print(f"  our batched step            : {result['ours_samples_per_s']:8.1f} samples/s")
+    print(f"  speed-up: {result['speedup']:.2f}x (target >= 2x on CPU with the toy config)")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(result, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

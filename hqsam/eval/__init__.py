@@ -1,0 +1,3 @@
+from .hq_benchmark import evaluate_hq_datasets, summarize
+
+__all__ = ["evaluate_hq_datasets", "summarize"]

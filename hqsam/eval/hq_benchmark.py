@@ -1,0 +1,89 @@
+"""The paper's HQ benchmark protocol (DIS5K-VD, COIFT, HRSOD, ThinObject5K-TE, and the toy world's sets).
+
+Per image: image and GT resized to exactly S x S (S = the model's input size, 1024 for the released models;
+aspect ratio not kept), the tight box of the resized GT (> 0.5) as the prompt, single-mask output; SAM's own mask
+(`forward_sam`) and HQ-SAM's (HQ token alone by default) from one encoder pass; the low-res logits bilinearly
+upsampled straight to the original GT size and thresholded at 0; IoU and boundary IoU at that size.
+"""
+
+from typing import Iterable, List, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..metrics import boundary_iou, mask_iou
+from ..modeling import HQSam
+from ..prompts import boxes_from_masks
+
+MODELS = ("SAM", "HQ-SAM")
+
+
+def _resized(sample, size: int, device: torch.device):
+    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)[None].float()
+    mask = torch.from_numpy(np.ascontiguousarray(sample.mask))[None, None].float()
+    image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+    mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)
+    return image[0].to(device), boxes_from_masks(mask)[0].to(device)
+
+
+@torch.no_grad()
+def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool) -> List[dict]:
+    size = model.image_encoder.img_size
+    images, boxes = zip(*(_resized(sample, size, model.device) for sample in chunk))
+    embeddings, early = model.encode_image(model.preprocess(torch.stack(images)))
+    sparse, dense = model.prompt_encoder(points=None, boxes=torch.stack(boxes), masks=None)
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    logits = {
+        "SAM": decoder.forward_sam(embeddings, image_pe, sparse, dense, multimask_output=False)[0],
+        "HQ-SAM": decoder(
+            embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=hq_token_only,
+            hq_features=decoder.hq_features(embeddings, early),
+        )[0],
+    }
+    rows = []
+    for i, sample in enumerate(chunk):
+        for name in MODELS:
+            pred = F.interpolate(logits[name][i : i + 1].float(), size=sample.mask.shape, mode="bilinear", align_corners=False)
+            pred = (pred[0, 0] > 0).cpu().numpy()
+            rows.append(
+                {"dataset": dataset, "image": sample.name, "model": name,
+                 "iou": mask_iou(sample.mask, pred), "biou": boundary_iou(sample.mask, pred)}
+            )
+    return rows
+
+
+def evaluate_hq_datasets(
+    model: HQSam,
+    sources: Sequence,
+    max_images: int = None,
+    hq_token_only: bool = True,
+    images_per_pass: int = 4,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-image rows (dataset, image, model, iou, biou) for SAM and HQ-SAM on each source (`.name`, Samples)."""
+    rows: List[dict] = []
+    for source in sources:
+        count = len(source) if max_images is None else min(max_images, len(source))
+        bar = tqdm(total=count, desc=f"eval {source.name}", unit="img", disable=not progress, leave=False)
+        for start in range(0, count, images_per_pass):
+            chunk = [source[i] for i in range(start, min(start + images_per_pass, count))]
+            rows.extend(_score_chunk(model, source.name, chunk, hq_token_only))
+            bar.update(len(chunk))
+        bar.close()
+    return pd.DataFrame(rows, columns=["dataset", "image", "model", "iou", "biou"])
+
+
+def summarize(rows: pd.DataFrame, datasets: Iterable[str] = None) -> pd.DataFrame:
+    """Per-dataset mIoU and mBIoU (x100, as the paper prints them) per model, plus the mean of dataset means."""
+    means = rows.groupby(["model", "dataset"], sort=False)[["iou", "biou"]].mean().mul(100)
+    table = means.unstack("dataset")
+    table.columns = [f"{dataset} {'mIoU' if metric == 'iou' else 'mBIoU'}" for metric, dataset in table.columns]
+    names = list(datasets) if datasets is not None else list(dict.fromkeys(rows["dataset"]))
+    ordered = [f"{d} {m}" for d in names for m in ("mIoU", "mBIoU")]
+    table = table[ordered]
+    table["average mIoU"] = means["iou"].unstack("dataset")[names].mean(axis=1)
+    table["average mBIoU"] = means["biou"].unstack("dataset")[names].mean(axis=1)
+    return table.reindex([m for m in MODELS if m in table.index])

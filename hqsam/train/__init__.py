@@ -1,0 +1,7 @@
+"""Training HQ-SAM's added parts with SAM frozen: `fit(load_config("toy" | "paper" | path, overrides))`."""
+
+from .config import TrainConfig, load_config
+from .loop import FitResult, fit
+from .toy_sam import prepare_toy, train_toy_sam
+
+__all__ = ["FitResult", "TrainConfig", "fit", "load_config", "prepare_toy", "train_toy_sam"]

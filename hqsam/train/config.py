@@ -1,0 +1,94 @@
+"""Training configuration: one dataclass, two YAML profiles (`toy`, `paper`), command-line overrides."""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PROFILES = ("toy", "paper")
+
+
+@dataclass
+class TrainConfig:
+    profile: str = "toy"
+    model_type: str = "toy"
+    sam_checkpoint: Optional[str] = None  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
+    data_root: str = "data/toy"
+    layout: str = "toy"  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
+    train_sources: Optional[List[str]] = None  # names in the layout; None = every training source
+    val_sources: Optional[List[str]] = None  # None = every validation source; [] = no validation
+    extra_sources: List[Dict[str, Any]] = field(default_factory=list)  # {"folder": ..} or {"coco": ..}
+    output_dir: str = "runs/toy/train"
+    epochs: int = 12
+    lr: float = 1e-3
+    lr_drop_epoch: int = 10  # lr x 0.1 from this epoch on
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    batch_size: int = 32  # global, split evenly over the processes
+    scale_range: Tuple[float, float] = (0.1, 2.0)
+    flip_prob: float = 0.5
+    prompt_kinds: Tuple[str, ...] = ("box", "point", "noise_mask")
+    num_points: int = 10
+    loss_points: int = 112 * 112
+    oversample_ratio: float = 3.0
+    importance_ratio: float = 0.75
+    seed: int = 42
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
+    val_every: int = 1  # epochs; 0 = never
+    max_val_images: Optional[int] = None  # per validation source
+    cache_embeddings: bool = False  # reuse the frozen encoder's outputs across epochs
+    cache_augmentations: int = 1  # with the cache: distinct augmentations per image, cycled over epochs
+    max_steps: Optional[int] = None  # stop after this many steps in all (quick runs and tests)
+    num_workers: int = 0
+    device: str = "auto"  # "auto": cuda if available (one GPU per process under torchrun), else cpu
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        self.scale_range = tuple(self.scale_range)
+        self.prompt_kinds = tuple(self.prompt_kinds)
+        problems = []
+        if self.layout not in ("toy", "hqseg44k"):
+            problems.append(f"layout must be 'toy' or 'hqseg44k', got {self.layout!r}")
+        unknown = set(self.prompt_kinds) - {"box", "point", "noise_mask"}
+        if unknown or not self.prompt_kinds:
+            problems.append(f"prompt_kinds must be a non-empty subset of box, point, noise_mask, got {self.prompt_kinds}")
+        for name in ("epochs", "batch_size", "num_points", "loss_points", "cache_augmentations"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.scale_range[0] <= self.scale_range[1]:
+            problems.append(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
+        if self.lr <= 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+def load_config(source: Union[str, Path] = "toy", overrides: Sequence[str] = ()) -> TrainConfig:
+    """A profile name ("toy", "paper") or a YAML file, then `key=value` overrides (values parsed as YAML)."""
+    path = CONFIG_DIR / f"{source}.yaml" if str(source) in PROFILES else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config {source!r}: use a profile ({', '.join(PROFILES)}) or a YAML file path")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of config keys to values")
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {override!r} must look like key=value (e.g. epochs=2)")
+        values[key.strip()] = yaml.safe_load(text)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown} in {path} or the overrides; known keys: {sorted(known)}")
+    return TrainConfig(**values)
+
+
+def save_config(config: TrainConfig, path: Union[str, Path]) -> None:
+    values = dataclasses.asdict(config)
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=False))

@@ -1,0 +1,130 @@
+"""The toy profile's stand-in for a released SAM: the `toy` backbone trained as plain SAM on the toy world.
+
+No SAM weights can be had offline, so the toy profile first trains every part of a small SAM (encoder, prompt
+encoder, decoder) with box, point and mask prompts, supervised only with coarse masks (the GT at the decoder's
+low-res grid or coarser, as SAM's own training masks are), and saves it as a plain SAM checkpoint. From then on it is
+frozen and treated exactly like a released SAM.
+"""
+
+import math
+import time
+from pathlib import Path
+from typing import Union
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import ConcatDataset, DataLoader
+from tqdm import tqdm
+
+from ..build import build_hqsam
+from ..checkpoint import is_hq_parameter, save_state_dict
+from ..data.layout import TOY_LAYOUT
+from ..data.sources import read_layout
+from .examples import TrainingExamples, collate, epoch_batches
+from .head import embed_prompts
+
+PathLike = Union[str, Path]
+
+
+def _mask_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE + Dice per mask: logits B x M x h x w against a B x 1 x h x w soft target -> B x M."""
+    target = target.expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3))
+    probabilities = logits.sigmoid()
+    dice = 1 - (2 * (probabilities * target).sum(dim=(2, 3)) + 1) / (
+        probabilities.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + 1
+    )
+    return bce + dice
+
+
+def train_toy_sam(
+    data_root: PathLike,
+    output: PathLike,
+    steps: int = 400,
+    batch_size: int = 8,
+    coarse_size: int = 32,
+    lr: float = 2e-3,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Train a toy SAM on the toy world's training split and save it (SAM keys only) to `output`.
+
+    The coarse GT is the mask area-averaged onto a `coarse_size` grid and smoothly upsampled to the decoder's
+    low-res grid: like SA-1B's masks, right in the large but blind to detail finer than a grid cell, which is
+    the gap HQ-SAM's fine-mask training closes. Single-mask token: BCE + Dice against it; multimask tokens: the best of three (SAM's ambiguity
+    rule); IoU head: MSE against the IoU its masks really reach. Prompts: box, 1-10 positive points, noisy mask.
+    """
+    torch.manual_seed(seed)
+    model = build_hqsam("toy").train()
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = not is_hq_parameter(name)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+    )
+    examples = TrainingExamples(
+        ConcatDataset(read_layout(data_root, TOY_LAYOUT, split="train")),
+        image_size=model.image_encoder.img_size,
+        mask_input_size=tuple(model.prompt_encoder.mask_input_size),
+        seed=seed,
+        scale_range=(0.5, 1.5),
+        flip_prob=0.5,
+        prompt_kinds=("box", "point", "noise_mask"),
+        num_points=10,
+    )
+    low_res = tuple(model.prompt_encoder.mask_input_size)
+    started, step, epoch = time.perf_counter(), 0, 0
+    bar = tqdm(total=steps, desc="toy SAM", unit="step", disable=not progress, dynamic_ncols=True)
+    while step < steps:
+        batches = [[(epoch, i) for i in b] for b in epoch_batches(len(examples), batch_size, seed, epoch)]
+        for batch in DataLoader(examples, batch_sampler=batches[: steps - step], collate_fn=collate):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            for i, points in enumerate(batch["points"]):  # 1 to 10 clicks, so single clicks work too
+                if points is not None and len(points) > 1:
+                    batch["points"][i] = points[: int(torch.randint(1, len(points) + 1, (1,), generator=generator))]
+            embeddings, _ = model.encode_image(model.preprocess(batch["image"]))
+            logits = []
+            for indices, sparse, dense in embed_prompts(model, batch, grad=True):
+                masks, _, iou = model.mask_decoder.predict_masks_hq(
+                    embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, None, indices
+                )
+                logits.append((indices, masks, iou))
+            order = torch.argsort(torch.cat([indices for indices, _, _ in logits]))
+            masks = torch.cat([m for _, m, _ in logits])[order]
+            iou = torch.cat([i for _, _, i in logits])[order]
+            coarse = F.interpolate(batch["target"], size=(coarse_size, coarse_size), mode="area")
+            target = F.interpolate(coarse, size=low_res, mode="bilinear", align_corners=False)
+            losses = _mask_losses(masks, target)
+            with torch.no_grad():
+                hard = target > 0.5
+                predicted = masks > 0
+                reached = (predicted & hard).sum(dim=(2, 3)) / (predicted | hard).sum(dim=(2, 3)).clamp(min=1)
+            loss = losses[:, 0].mean() + losses[:, 1:].min(dim=1).values.mean() + F.mse_loss(iou, reached)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update(1)
+        epoch += 1
+    bar.close()
+    state = {k: v for k, v in model.state_dict().items() if not is_hq_parameter(k)}
+    path = save_state_dict(state, output)
+    if progress:
+        print(f"toy SAM: {steps} steps in {time.perf_counter() - started:.0f} s, saved to {path}")
+    return path
+
+
+def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = True) -> None:
+    """Make the toy profile's inputs if they are missing: the toy world (default size), then the toy SAM.
+
+    A toy world already at `data_root` is used as it is, whatever its size."""
+    from ..data.sources import missing_sources
+    from ..data.toy_world import generate_toy_world
+
+    if missing_sources(data_root, TOY_LAYOUT):
+        generate_toy_world(data_root)
+    if not Path(sam_checkpoint).exists():
+        train_toy_sam(data_root, sam_checkpoint, progress=progress)
