@@ -5,6 +5,7 @@ from typing import List, Optional
 
 from .data.hqseg44k import add_download_data_command
 from .download import add_download_command
+from .eval.cli import add_eval_command
 from .train.cli import add_train_command
 
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_command(subparsers)
     add_download_data_command(subparsers)
     add_train_command(subparsers)
+    add_eval_command(subparsers)
     return parser
 
 

@@ -46,6 +46,15 @@ def build_release(spec: hqsam.build.ModelSpec, checkpoint: str) -> release.Sam:
     return model.eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """The toy model's small ops only lose from threading, and badly so on a shared, loaded machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy_model() -> hqsam.HQSam:
     return randomize_(hqsam.build_hqsam("toy"))

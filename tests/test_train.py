@@ -26,6 +26,7 @@ from hqsam.data import read_layout, TOY_LAYOUT
 from torch.utils.data import ConcatDataset
 
 ROOT = Path(__file__).resolve().parents[1]
+TOY_SIZE = hqsam.MODEL_SPECS["toy"].image_size
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +84,7 @@ def test_batched_decoding_equals_per_image_decoding(toy_world, toy_sam_checkpoin
     """Our step decodes all prompts of a batch together; the release decodes image by image."""
     model = randomize_(hqsam.build_hqsam("toy", toy_sam_checkpoint), seed=5)
     examples = TrainingExamples(
-        ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), 256, (64, 64), seed=1,
+        ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), TOY_SIZE, (64, 64), seed=1,
         scale_range=(0.1, 2.0), flip_prob=0.5, prompt_kinds=("box", "point", "noise_mask"), num_points=10,
     )
     batch = collate([examples[(0, i)] for i in range(12)])
@@ -98,7 +99,7 @@ def test_batched_decoding_equals_per_image_decoding(toy_world, toy_sam_checkpoin
 
 def test_examples_are_keyed_by_sample_not_by_call_order(toy_world):
     examples = TrainingExamples(
-        ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), 256, (64, 64), seed=7,
+        ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), TOY_SIZE, (64, 64), seed=7,
         scale_range=(0.1, 2.0), flip_prob=0.5, prompt_kinds=("box", "point", "noise_mask"), num_points=10,
     )
     later = examples[(2, 5)]
@@ -106,7 +107,7 @@ def test_examples_are_keyed_by_sample_not_by_call_order(toy_world):
     again = examples[(2, 5)]
     assert torch.equal(later["image"], again["image"]) and later["kind"] == again["kind"]
     assert not torch.equal(examples[(3, 5)]["image"], later["image"])  # a new epoch, a new augmentation
-    cycled = TrainingExamples(examples.source, 256, (64, 64), 7, (0.1, 2.0), 0.5, ("box",), 10, augmentations=2)
+    cycled = TrainingExamples(examples.source, TOY_SIZE, (64, 64), 7, (0.1, 2.0), 0.5, ("box",), 10, augmentations=2)
     assert torch.equal(cycled[(0, 4)]["image"], cycled[(2, 4)]["image"])  # the cached-embedding mode
 
 
@@ -207,3 +208,23 @@ def test_csv_log_drops_rows_past_the_resumed_state(tmp_path):
     reopened.append({"step": 4, "loss": 0.5})
     frame = pd.read_csv(tmp_path / "steps.csv")
     assert frame["step"].tolist() == [1, 2, 3, 4] and "extra" in frame.columns
+
+
+def test_trains_on_a_users_folder_with_0_1_masks(toy_world, toy_sam_checkpoint, tmp_path, capsys):
+    """Users' data with masks stored 0/1 (which the release silently scores as empty) trains, and is reported."""
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    for image_path in sorted((toy_world / "toy" / "train" / "im").glob("*.jpg"))[:8]:
+        (images / image_path.name).write_bytes(image_path.read_bytes())
+        mask = np.array(Image.open(toy_world / "toy" / "train" / "gt" / f"{image_path.stem}.png")) > 128
+        Image.fromarray(mask.astype(np.uint8)).save(masks / f"{image_path.stem}.png")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(masks / "orphan.png")
+    folder = {"type": "folder", "name": "mine", "image_dir": str(images), "mask_dir": str(masks)}
+    config = load_config("toy", overrides(toy_world, toy_sam_checkpoint, tmp_path / "run", batch_size=4, max_steps=2))
+    config.train_sources, config.extra_sources = [], [folder]
+    hqsam.train.fit(config)
+    printed = capsys.readouterr().out
+    assert "train/mine: 8 images" in printed and "0/1 8" in printed and "masks without an image: 1 (orphan)" in printed
+    assert len(pd.read_csv(tmp_path / "run" / "steps.csv")) == 2

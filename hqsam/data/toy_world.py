@@ -767,6 +767,7 @@ def _build_once(target: Path, params: dict, build: Callable[[Path], Dict[str, in
                   f"{manifest.get('version')}); generating it again with {params}, version {VERSION}", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; the dataset it becomes is for everyone to read
     try:
         files = build(staging)
         _write_json({"generator": __name__, "version": VERSION, "params": params, "files": files}, staging / MANIFEST)

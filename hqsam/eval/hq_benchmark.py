@@ -6,7 +6,8 @@ aspect ratio not kept), the tight box of the resized GT (> 0.5) as the prompt, s
 upsampled straight to the original GT size and thresholded at 0; IoU and boundary IoU at that size.
 """
 
-from typing import Iterable, List, Sequence
+from pathlib import Path
+from typing import Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..io import atomic_write
 from ..metrics import boundary_iou, mask_iou
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks
@@ -55,25 +57,40 @@ def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool) -
     return rows
 
 
+COLUMNS = ["dataset", "image", "model", "iou", "biou"]
+
+
 def evaluate_hq_datasets(
     model: HQSam,
     sources: Sequence,
-    max_images: int = None,
+    max_images: Optional[int] = None,
     hq_token_only: bool = True,
     images_per_pass: int = 4,
     progress: bool = True,
+    rows_file: Optional[Union[str, Path]] = None,
 ) -> pd.DataFrame:
-    """Per-image rows (dataset, image, model, iou, biou) for SAM and HQ-SAM on each source (`.name`, Samples)."""
-    rows: List[dict] = []
+    """Per-image rows (dataset, image, model, iou, biou) for SAM and HQ-SAM on each source (`.name`, Samples).
+
+    With `rows_file`, rows are saved there (atomically) after every chunk of images, and a rerun resumes: the
+    images of each dataset already scored for both models are skipped (sources are read in their fixed order).
+    """
+    rows = pd.read_csv(rows_file) if rows_file is not None and Path(rows_file).exists() else pd.DataFrame(columns=COLUMNS)
     for source in sources:
         count = len(source) if max_images is None else min(max_images, len(source))
-        bar = tqdm(total=count, desc=f"eval {source.name}", unit="img", disable=not progress, leave=False)
-        for start in range(0, count, images_per_pass):
+        scored = rows[rows["dataset"] == source.name].groupby("image")["model"].nunique()
+        done = min(int((scored == len(MODELS)).sum()), count)
+        rows = rows[(rows["dataset"] != source.name) | rows["image"].isin(scored.index[scored == len(MODELS)])]
+        bar = tqdm(total=count, initial=done, desc=f"eval {source.name}", unit="img", disable=not progress, leave=False)
+        for start in range(done, count, images_per_pass):
             chunk = [source[i] for i in range(start, min(start + images_per_pass, count))]
-            rows.extend(_score_chunk(model, source.name, chunk, hq_token_only))
+            new = pd.DataFrame(_score_chunk(model, source.name, chunk, hq_token_only), columns=COLUMNS)
+            rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
+            if rows_file is not None:
+                with atomic_write(rows_file, "w") as file:
+                    rows.to_csv(file, index=False)
             bar.update(len(chunk))
         bar.close()
-    return pd.DataFrame(rows, columns=["dataset", "image", "model", "iou", "biou"])
+    return rows.reset_index(drop=True)
 
 
 def summarize(rows: pd.DataFrame, datasets: Iterable[str] = None) -> pd.DataFrame:

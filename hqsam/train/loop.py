@@ -165,8 +165,12 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
     state_path = output / "checkpoints" / "last.pth"
 
     model = load_frozen_model(config, process.device)
-    train_source = ConcatDataset(build_sources(config, "train"))
+    train_sources = build_sources(config, "train")
     val_sources = build_sources(config, "val") if config.val_every else []
+    if process.main:
+        for source in [*train_sources, *val_sources]:
+            print(source.report)  # what each source holds and what it left out, by name
+    train_source = ConcatDataset(train_sources)
     examples = TrainingExamples(
         train_source,
         image_size=model.image_encoder.img_size,

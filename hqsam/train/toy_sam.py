@@ -40,7 +40,7 @@ def _mask_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def train_toy_sam(
     data_root: PathLike,
     output: PathLike,
-    steps: int = 400,
+    steps: int = 600,
     batch_size: int = 8,
     coarse_size: int = 32,
     lr: float = 2e-3,

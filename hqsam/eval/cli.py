@@ -1,0 +1,140 @@
+"""`hqsam eval hq|coco|box-noise|points|speed`: the paper's evaluation protocols from the command line."""
+
+import argparse
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..build import build_hqsam
+from ..data.layout import LAYOUTS
+from ..data.sources import read_layout
+from .coco import add_coco_arguments
+from .hq_benchmark import evaluate_hq_datasets, summarize
+from .robustness import evaluate_box_noise, evaluate_points, summarize_robustness
+from .speed import measure_speed
+
+PROFILE_DEFAULTS = {
+    "toy": {"layout": "toy", "data_root": "data/toy", "checkpoint": "runs/toy/train/sam_hq_toy.pth"},
+    "paper": {"layout": "hqseg44k", "data_root": "data/hqseg44k", "checkpoint": "checkpoints/sam_hq_vit_l.pth"},
+}
+
+
+def load_model(args: argparse.Namespace):
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        model = build_hqsam(args.model_type, args.checkpoint)
+    return model.to(device)
+
+
+def _fill_profile(args: argparse.Namespace) -> None:
+    for key, value in PROFILE_DEFAULTS[args.profile].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if args.output is None:
+        args.output = f"results/{args.profile}"
+
+
+def _run_hq(args: argparse.Namespace) -> int:
+    _fill_profile(args)
+    sources = read_layout(args.data_root, LAYOUTS[args.layout], split="val")
+    output = Path(args.output)
+    rows = evaluate_hq_datasets(
+        load_model(args), sources, max_images=args.max_images, hq_token_only=not args.summed,
+        progress=args.progress, rows_file=output / "hq_rows.csv",
+    )
+    summary = summarize(rows, [source.name for source in sources])
+    summary.to_csv(output / "hq_summary.csv")
+    print(summary.round(1).to_string())
+    print(f"per-image rows: {output / 'hq_rows.csv'}; summary: {output / 'hq_summary.csv'}")
+    return 0
+
+
+def _run_box_noise(args: argparse.Namespace) -> int:
+    _fill_profile(args)
+    sources = read_layout(args.data_root, LAYOUTS[args.layout], split="val")
+    rows = evaluate_box_noise(
+        load_model(args), sources, scales=tuple(args.scales), seed=args.seed, max_images=args.max_images,
+        progress=args.progress,
+    )
+    return _save_study(rows, summarize_robustness(rows, "noise_scale"), Path(args.output), "box_noise")
+
+
+def _run_points(args: argparse.Namespace) -> int:
+    _fill_profile(args)
+    sources = read_layout(args.data_root, LAYOUTS[args.layout], split="val")
+    rows = evaluate_points(
+        load_model(args), sources, trials=args.trials, seed=args.seed, max_images=args.max_images,
+        progress=args.progress,
+    )
+    return _save_study(rows, summarize_robustness(rows, ["pos_points", "neg_points"]), Path(args.output), "points")
+
+
+def _save_study(rows, summary, output: Path, name: str) -> int:
+    output.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(output / f"{name}_rows.csv", index=False)
+    summary.to_csv(output / f"{name}_summary.csv")
+    print(summary.round(1).to_string())
+    return 0
+
+
+def _run_speed(args: argparse.Namespace) -> int:
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    for model_type in args.model_types:
+        result = measure_speed(model_type, device=device, repeats=args.repeats)
+        print(
+            f"{model_type} on {result['device']}: SAM {result['SAM']['fps']:.2f} FPS, HQ-SAM {result['HQ-SAM']['fps']:.2f} "
+            f"FPS (ratio {result['HQ-SAM']['fps'] / result['SAM']['fps']:.3f}); learnable "
+            f"{result['HQ-SAM']['params_learnable_mb']:.2f} MB of {result['HQ-SAM']['params_total_mb']:.1f} MB"
+        )
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", choices=sorted(PROFILE_DEFAULTS), default="toy", help="defaults for the paths")
+    parser.add_argument("--checkpoint", default=None, help="HQ-SAM checkpoint (default: the profile's)")
+    parser.add_argument("--model-type", default="auto", help="vit_b, vit_l, vit_h, toy or auto (from the weights)")
+    parser.add_argument("--output", default=None, help="results folder (default: results/PROFILE)")
+    parser.add_argument("--max-images", type=int, default=None, help="per dataset, for quick runs")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def add_eval_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    parser = subparsers.add_parser("eval", help="evaluate SAM and HQ-SAM with the paper's protocols")
+    protocols = parser.add_subparsers(dest="protocol", required=True)
+    hq = protocols.add_parser(
+        "hq", help="GT-box mIoU and boundary mIoU on the HQ datasets (DIS5K-VD, COIFT, HRSOD, ThinObject5K-TE)",
+        description="Resumable: per-image rows are saved as they come and a rerun skips finished images.",
+    )
+    _common(hq)
+    hq.add_argument("--data-root", default=None, help="dataset root (default: the profile's)")
+    hq.add_argument("--layout", choices=sorted(LAYOUTS), default=None)
+    hq.add_argument("--summed", action="store_true", help="score SAM + HQ logits (hq_token_only=False)")
+    hq.set_defaults(func=_run_hq)
+
+    add_coco_arguments(protocols.add_parser("coco", help="mask AP and boundary AP on COCO with detector boxes"))
+
+    noise = protocols.add_parser("box-noise", help="GT boxes with DN-DETR-style noise (the paper's Table 13)")
+    _common(noise)
+    noise.add_argument("--data-root", default=None)
+    noise.add_argument("--layout", choices=sorted(LAYOUTS), default=None)
+    noise.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.2, 0.4])
+    noise.add_argument("--seed", type=int, default=0)
+    noise.set_defaults(func=_run_box_noise)
+
+    points = protocols.add_parser("points", help="1, 3, 5, 10 positive and 5 negative points (the paper's Figure 5)")
+    _common(points)
+    points.add_argument("--data-root", default=None)
+    points.add_argument("--layout", choices=sorted(LAYOUTS), default=None)
+    points.add_argument("--trials", type=int, default=3)
+    points.add_argument("--seed", type=int, default=0)
+    points.set_defaults(func=_run_points)
+
+    speed = protocols.add_parser("speed", help="FPS of SAM and HQ-SAM and parameter sizes (Tables 1 and 10)")
+    speed.add_argument("model_types", nargs="*", default=["toy"], metavar="MODEL_TYPE")
+    speed.add_argument("--repeats", type=int, default=5)
+    speed.add_argument("--device", default="auto")
+    speed.set_defaults(func=_run_speed)
+    return parser

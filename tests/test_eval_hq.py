@@ -1,0 +1,86 @@
+"""The HQ benchmark protocol end to end on a small toy world: per-image rows, summaries, resume, the CLI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+import hqsam
+from conftest import randomize_
+from hqsam.cli import main
+from hqsam.data import TOY_LAYOUT, generate_toy_world, read_layout
+from hqsam.eval import evaluate_hq_datasets, summarize
+from hqsam.metrics import boundary_iou, mask_iou
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return generate_toy_world(tmp_path_factory.mktemp("toy"), num_train=0, num_val=3)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return randomize_(hqsam.build_hqsam("toy"), seed=11)
+
+
+def test_rows_follow_the_protocol(world, model):
+    """Recompute one image by hand: resize to S x S, tight box, one encoder pass, upsample logits, > 0."""
+    sources = read_layout(world, TOY_LAYOUT, split="val")
+    rows = evaluate_hq_datasets(model, sources, progress=False)
+    assert len(rows) == 4 * 3 * 2 and set(rows["model"]) == {"SAM", "HQ-SAM"}
+    sample = sources[2][1]
+    size = model.image_encoder.img_size
+    image = F.interpolate(torch.from_numpy(sample.image).permute(2, 0, 1)[None].float(), (size, size), mode="bilinear")
+    gt = F.interpolate(torch.from_numpy(sample.mask)[None, None].float(), (size, size), mode="bilinear")[0, 0] > 0.5
+    ys, xs = np.nonzero(gt.numpy())
+    with torch.no_grad():
+        embeddings, early = model.encode_image(model.preprocess(image))
+        box = torch.tensor([[xs.min(), ys.min(), xs.max(), ys.max()]], dtype=torch.float)
+        sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
+        low_res, _ = model.mask_decoder(
+            embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, multimask_output=False, hq_token_only=True,
+            hq_features=model.mask_decoder.hq_features(embeddings, early),
+        )
+    pred = (F.interpolate(low_res, size=sample.mask.shape, mode="bilinear", align_corners=False)[0, 0] > 0).numpy()
+    one_by_one = evaluate_hq_datasets(model, [sources[2]], max_images=2, images_per_pass=1, progress=False)
+    row = one_by_one[(one_by_one["image"] == sample.name) & (one_by_one["model"] == "HQ-SAM")].iloc[0]
+    assert row["iou"] == pytest.approx(mask_iou(sample.mask, pred), abs=1e-6)
+    assert row["biou"] == pytest.approx(boundary_iou(sample.mask, pred), abs=1e-6)
+    summary = summarize(rows)
+    per_dataset = rows[rows["model"] == "SAM"].groupby("dataset")["biou"].mean() * 100
+    assert summary.loc["SAM", "average mBIoU"] == pytest.approx(per_dataset.mean())
+
+
+def test_interrupted_evaluation_resumes_without_redoing_images(world, model, tmp_path):
+    sources = read_layout(world, TOY_LAYOUT, split="val")
+    rows_file = tmp_path / "rows.csv"
+    full = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
+    saved = pd.read_csv(rows_file)
+    pd.testing.assert_frame_equal(saved, full, check_dtype=False)
+    cut = saved.iloc[: 2 * 4 + 1]  # rows come per image, SAM then HQ-SAM: 4 whole images and half of a 5th
+    cut.to_csv(rows_file, index=False)
+    calls = []
+    original = hqsam.eval.hq_benchmark._score_chunk
+    hqsam.eval.hq_benchmark._score_chunk = lambda m, d, chunk, h: calls.append(len(chunk)) or original(m, d, chunk, h)
+    try:
+        resumed = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
+    finally:
+        hqsam.eval.hq_benchmark._score_chunk = original
+    assert sum(calls) == 12 - 4  # the 3 images of the first set and 1 of the second were not scored again
+    key = ["dataset", "image", "model"]
+    pd.testing.assert_frame_equal(
+        resumed.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True), check_dtype=False
+    )
+
+
+def test_cli_writes_rows_and_summary(world, model, tmp_path, capsys):
+    checkpoint = hqsam.save_state_dict(model.state_dict(), tmp_path / "sam_hq_toy.pth")
+    code = main(["eval", "hq", "--checkpoint", str(checkpoint), "--data-root", str(world), "--layout", "toy",
+                 "--output", str(tmp_path / "out"), "--max-images", "2", "--no-progress"])
+    assert code == 0
+    rows = pd.read_csv(tmp_path / "out" / "hq_rows.csv")
+    assert len(rows) == 4 * 2 * 2
+    summary = pd.read_csv(tmp_path / "out" / "hq_summary.csv", index_col=0)
+    assert list(summary.index) == ["SAM", "HQ-SAM"] and "Toy-Thin mBIoU" in summary.columns
+    assert "average mBIoU" in capsys.readouterr().out
