@@ -2,7 +2,8 @@
 
 Both steps see the same prepared batches (data loading excluded), the same frozen model and the same loss; they
 differ only in how the decoder runs. The release's step (its train.py): the frozen encoder on the batch, then
-SAM's own prompt encoder and mask decoder image by image (Sam.forward, whose masks training never uses), then
+SAM's own prompt encoder and mask decoder image by image, masks upsampled to the input size and thresholded
+(Sam.forward, whose masks training never uses), then
 the HQ decoder image by image with gradients. Ours: the encoder on the batch (bf16 on CUDA), prompts embedded
 per prompt shape, one batched decoder pass per shape. The two are timed alternately; the ratio of medians is
 printed.
@@ -16,6 +17,7 @@ import statistics
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 import hqsam
@@ -31,12 +33,17 @@ def release_style_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
     """HQ logits the way the release computes them in training: per image, after a wasted SAM decode."""
     decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
     with torch.no_grad():
-        embeddings, early = model.encode_image(model.preprocess(batch["image"].to(model.device)))
+        # its train.py hands Sam.forward one uint8 image per sample, which preprocesses them one by one
+        images = batch["image"].permute(0, 2, 3, 1).cpu().numpy()
+        inputs = [torch.as_tensor(image.astype(np.uint8), device=model.device).permute(2, 0, 1) for image in images]
+        embeddings, early = model.encode_image(torch.stack([model.preprocess(x) for x in inputs]))
         prompts = []
         for i in range(len(batch["kind"])):
             one = {k: v[i : i + 1] for k, v in batch.items()}
             (_, sparse, dense), = embed_prompts(model, one)
-            decoder.forward_sam(embeddings[i : i + 1], image_pe, sparse, dense, multimask_output=False)
+            low_res, _ = decoder.forward_sam(embeddings[i : i + 1], image_pe, sparse, dense, multimask_output=False)
+            size = batch["image"].shape[-2:]
+            model.postprocess_masks(low_res, size, size) > model.mask_threshold
             prompts.append((sparse, dense))
     hq_features = decoder.hq_features(embeddings, early)
     logits = [
@@ -88,7 +95,8 @@ def main() -> None:
         return time.perf_counter() - start
 
     if device.type == "cpu":  # the same numbers (on CUDA ours runs the encoder in bf16, the release in fp32)
-        torch.testing.assert_close(our_logits(model, batches[0]), release_style_logits(model, batches[0]), atol=1e-4, rtol=0)
+        batch = {**batches[0], "image": batches[0]["image"].round()}  # the release casts images to uint8
+        torch.testing.assert_close(our_logits(model, batch), release_style_logits(model, batch), atol=1e-4, rtol=0)
     for batch in batches:  # warm-up
         step(our_logits, batch), step(release_style_logits, batch)
     times = {"ours": [], "release": []}

@@ -147,15 +147,17 @@ class MaskDecoderHQ(MaskDecoder):
         dense_prompt_embeddings: torch.Tensor,
         hq_features: Optional[torch.Tensor],
         image_index: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+        sam_outputs: bool = True,
+    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
         """Run the two-way transformer once for all prompts of all images.
 
-        With `hq_features` None the HQ token is left out and the result is exactly plain SAM's.
+        With `hq_features` None the HQ token is left out and the result is exactly plain SAM's. With
+        `sam_outputs` False SAM's own masks and IoUs are not computed (training needs the HQ logits only).
 
         Returns:
-          torch.Tensor: B x 4 x 4H x 4W logits of SAM's mask tokens.
+          torch.Tensor or None: B x 4 x 4H x 4W logits of SAM's mask tokens.
           torch.Tensor or None: B x 1 x 4H x 4W logits of the HQ token.
-          torch.Tensor: B x 4 predicted IoUs of SAM's mask tokens.
+          torch.Tensor or None: B x 4 predicted IoUs of SAM's mask tokens.
         """
         batch = sparse_prompt_embeddings.shape[0]
         image_index = _prompt_to_image_index(image_embeddings, batch, image_index)
@@ -175,12 +177,14 @@ class MaskDecoderHQ(MaskDecoder):
 
         src = src.transpose(1, 2).view(b, c, h, w)
         upscaled_embedding = self.output_upscaling(src)
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
         b, c, h, w = upscaled_embedding.shape
-        masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
-        iou_pred = self.iou_prediction_head(iou_token_out)
+        masks = iou_pred = None
+        if sam_outputs:
+            hyper_in = torch.stack(
+                [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+            )
+            masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
+            iou_pred = self.iou_prediction_head(iou_token_out)
         if hq_features is None:
             return masks, None, iou_pred
 

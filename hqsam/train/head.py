@@ -69,7 +69,9 @@ class HQLogits(nn.Module):
         order: List[torch.Tensor] = []
         logits: List[torch.Tensor] = []
         for indices, sparse, dense in groups:
-            _, masks_hq, _ = decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, hq_features, indices)
+            _, masks_hq, _ = decoder.predict_masks_hq(
+                embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False
+            )
             order.append(indices)
             logits.append(masks_hq)
         return torch.cat(logits)[torch.argsort(torch.cat(order))]
