@@ -12,7 +12,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import hqsam
 from hqsam.train import fit, load_config, prepare_toy
 
 

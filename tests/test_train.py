@@ -72,12 +72,12 @@ def assert_same_weights(a: dict, b: dict, tolerance: float) -> None:
     assert worst <= tolerance, f"HQ weights differ by {worst}"
 
 
-def assert_trained(weights: dict, sam_checkpoint, seed: int = 42) -> None:
+def assert_trained(weights: dict, sam_checkpoint, seed: int = 42, moved: float = 1e-4) -> None:
     """The weights moved away from the initialisation a run with this seed starts from."""
     torch.manual_seed(seed)
     with pytest.warns(UserWarning, match="plain SAM checkpoint"):
         start = hq_state(hqsam.build_hqsam("toy", sam_checkpoint))
-    assert max((weights[k] - start[k]).abs().max().item() for k in start) > 1e-4
+    assert max((weights[k] - start[k]).abs().max().item() for k in start) > moved
 
 
 def test_batched_decoding_equals_per_image_decoding(toy_world, toy_sam_checkpoint):
@@ -112,7 +112,9 @@ def test_examples_are_keyed_by_sample_not_by_call_order(toy_world):
 
 
 def test_two_processes_equal_one_with_the_global_batch(toy_world, toy_sam_checkpoint, tmp_path):
-    common = overrides(toy_world, toy_sam_checkpoint, None, batch_size=8, max_steps=3, epochs=1)
+    # lr 1e-4: Adam turns float-rounding differences of near-zero gradients (a sum over 8 samples in one process,
+    # 2 x 4 all-reduced in two) into steps of up to lr, so the tolerance is only meaningful well below lr.
+    common = overrides(toy_world, toy_sam_checkpoint, None, batch_size=8, max_steps=3, epochs=1, lr=1e-4)
     common = [c for c in common if not c.startswith("output_dir")]
     single = run_cli(["-m", "hqsam", "train", "--config", "toy", *common, f"output_dir={tmp_path / 'one'}"])
     out_single = finish(single)
@@ -123,7 +125,7 @@ def test_two_processes_equal_one_with_the_global_batch(toy_world, toy_sam_checkp
     assert double.returncode == 0, out_double
     one, two = hq_weights(tmp_path / "one" / "sam_hq_toy.pth"), hq_weights(tmp_path / "two" / "sam_hq_toy.pth")
     assert_same_weights(one, two, 1e-5)
-    assert_trained(one, toy_sam_checkpoint)
+    assert_trained(one, toy_sam_checkpoint, moved=1e-5)
     losses_one = pd.read_csv(tmp_path / "one" / "steps.csv")["loss"].to_numpy()
     losses_two = pd.read_csv(tmp_path / "two" / "steps.csv")["loss"].to_numpy()
     np.testing.assert_allclose(losses_one, losses_two, atol=1e-5)
