@@ -5,7 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: venv test bench clean
+PROFILE ?= toy
+NGPUS ?= 1
+
+.PHONY: venv test bench reproduce clean
 
 $(INSTALLED): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,8 +17,15 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 venv: $(INSTALLED)
 
+# The notebooks run under nbval in quick mode (HQSAM_QUICK=1: small sizes, files under .quick/), in order.
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests
+	HQSAM_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+
+# The README's main command: every notebook in order with papermill (toy profile by default; stages already
+# run are skipped, FORCE=1 reruns them). On a GPU machine with internet: make reproduce PROFILE=paper NGPUS=8
+reproduce: $(INSTALLED)
+	$(PY) -m hqsam.reproduce --profile $(PROFILE) --ngpus $(NGPUS) $(if $(FORCE),--force,)
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/latency.py

@@ -1,0 +1,383 @@
+"""The paper's figures from our results: qualitative SAM / HQ-SAM comparisons, box-noise and point-prompt
+robustness curves (Table 13, Figure 5), and training curves; saved as PNG and PDF.
+
+Every function returns a `matplotlib.figure.Figure` built without pyplot's global state, so scripts, tests and
+notebooks (which display a returned Figure) can all use them; `save_figure` writes one to disk.
+Scores are percentages (x100), as `summarize_robustness` reports them.
+"""
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from .io import atomic_write
+from .metrics import boundary_band, boundary_dilation, boundary_iou, mask_iou
+
+PathLike = Union[str, Path]
+Box = Tuple[int, int, int, int]
+
+MODEL_COLOURS = {"SAM": "#d62728", "HQ-SAM": "#1f77b4"}  # red, blue
+GT_COLOUR = "#2ca02c"  # green
+BOX_COLOUR = "#ffd700"  # gold
+ZOOM_COLOUR = "#ff00ff"  # magenta
+OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+PNG_DPI = 150
+FONT_SIZE = 10
+BIOU_LABEL = "boundary mIoU (%)"
+IOU_LABEL = "mask mIoU (%)"
+
+
+def save_figure(fig: Figure, directory: PathLike, stem: str) -> Tuple[Path, Path]:
+    """Write `fig` as `directory/stem.png` (150 dpi) and `directory/stem.pdf`, each atomically.
+
+    Returns:
+      (Path, Path): the PNG and PDF paths.
+    """
+    if not isinstance(fig, Figure):
+        raise TypeError(f"save_figure needs a matplotlib Figure, got {type(fig).__name__}")
+    if not stem or Path(stem).name != stem:
+        raise ValueError(f"stem must be a plain file name without folders or extension, got {stem!r}")
+    paths = Path(directory) / f"{stem}.png", Path(directory) / f"{stem}.pdf"
+    for path in paths:
+        with atomic_write(path, "wb") as file:
+            fig.savefig(file, format=path.suffix[1:], dpi=PNG_DPI, bbox_inches="tight")
+    return paths
+
+
+def tight_box(mask: np.ndarray) -> np.ndarray:
+    """The tight box (x0, y0, x1, y1) of an H x W bool mask's foreground, in pixel indices (inclusive), as
+    `hqsam.prompts.boxes_from_masks` gives the benchmark's prompts."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        raise ValueError(f"tight_box needs an H x W mask with foreground, got shape {mask.shape}, {int(mask.sum())} on")
+    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return np.array([columns[0], rows[0], columns[-1], rows[-1]], dtype=np.float64)
+
+
+def zoom_window(errors: np.ndarray, size: int) -> Box:
+    """The size x size window (clipped to the image) holding the most error pixels: (x0, y0, x1, y1), x1 and y1
+    exclusive. `errors` is an H x W bool or count map; ties go to the first window in row-major order; with no
+    errors at all the window is centred on the image."""
+    errors = np.asarray(errors, dtype=np.float64)
+    if errors.ndim != 2 or errors.size == 0:
+        raise ValueError(f"errors must be a non-empty H x W map, got shape {errors.shape}")
+    if size < 1:
+        raise ValueError(f"the zoom window size must be at least 1 pixel, got {size}")
+    height, width = errors.shape
+    size_y, size_x = min(size, height), min(size, width)
+    if not errors.any():
+        y0, x0 = (height - size_y) // 2, (width - size_x) // 2
+        return x0, y0, x0 + size_x, y0 + size_y
+    integral = np.pad(errors.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    sums = (
+        integral[size_y:, size_x:] - integral[:-size_y, size_x:] - integral[size_y:, :-size_x] + integral[:-size_y, :-size_x]
+    )
+    y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    return int(x0), int(y0), int(x0) + size_x, int(y0) + size_y
+
+
+def qualitative_grid(
+    predictor,
+    samples: Sequence,
+    boxes: Optional[Sequence[np.ndarray]] = None,
+    zoom: bool = True,
+    zoom_fraction: float = 0.35,
+    hq_token_only: bool = True,
+) -> Figure:
+    """One row per sample: the image with its box prompt, the GT, SAM's mask, HQ-SAM's mask and, with `zoom`,
+    a crop around where SAM and HQ-SAM differ most from the GT near its boundary (`zoom_window` over the error
+    pixels within the boundary metric's band width of it; all error pixels if none lies there), with the GT,
+    SAM and HQ-SAM contours; its window is drawn on the full views.
+
+    Arguments:
+      predictor (HQSamPredictor): gives HQ-SAM's mask (`predict`) and SAM's (`predict_sam`), single-mask output.
+      samples (sequence of Sample): H x W x 3 uint8 images with H x W bool GT masks (non-empty).
+      boxes (sequence or None): one x0, y0, x1, y1 box per sample in pixels; None uses each GT's tight box.
+      zoom_fraction (float): the zoom window's side as a fraction of the image's shorter side.
+      hq_token_only (bool): HQ-SAM's mask from the HQ token alone (the paper's HQ benchmark setting).
+
+    Returns:
+      Figure with len(samples) x (5 if zoom else 4) axes, titled with each mask's IoU and boundary IoU (%).
+    """
+    if len(samples) == 0:
+        raise ValueError("qualitative_grid needs at least one sample")
+    if boxes is not None and len(boxes) != len(samples):
+        raise ValueError(f"{len(samples)} samples but {len(boxes)} boxes: give one box per sample, or None")
+    if not 0 < zoom_fraction <= 1:
+        raise ValueError(f"zoom_fraction must be in (0, 1], got {zoom_fraction}")
+    columns = 5 if zoom else 4
+    fig = Figure(figsize=(2.6 * columns, 2.8 * len(samples)), layout="constrained")
+    grid = fig.subplots(len(samples), columns, squeeze=False)
+    for row, sample in enumerate(samples):
+        image, gt = np.asarray(sample.image), np.asarray(sample.mask, dtype=bool)
+        if image.ndim != 3 or image.shape[:2] != gt.shape:
+            raise ValueError(f"sample {sample.name!r}: image {image.shape} and mask {gt.shape} must be H x W x 3 and H x W")
+        box = tight_box(gt) if boxes is None else np.asarray(boxes[row], dtype=np.float64).reshape(4)
+        predictor.set_image(image)
+        masks = {
+            "SAM": predictor.predict_sam(box=box, multimask_output=False)[0][0],
+            "HQ-SAM": predictor.predict(box=box, multimask_output=False, hq_token_only=hq_token_only)[0][0],
+        }
+        axes = grid[row]
+        _show(axes[0], image, "image + box prompt")
+        axes[0].add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
+                                    edgecolor=BOX_COLOUR, linewidth=2))
+        axes[0].set_ylabel(sample.name, fontsize=FONT_SIZE)
+        _show(axes[1], _overlay(image, gt, GT_COLOUR), "ground truth")
+        for column, (name, mask) in enumerate(masks.items(), start=2):
+            title = f"{name}\nIoU {100 * mask_iou(gt, mask):.1f}, BIoU {100 * boundary_iou(gt, mask):.1f}"
+            _show(axes[column], _overlay(image, mask, MODEL_COLOURS[name]), title)
+        if zoom:
+            errors = _boundary_errors(gt, masks.values())
+            x0, y0, x1, y1 = zoom_window(errors, max(1, round(zoom_fraction * min(gt.shape))))
+            crop = (slice(y0, y1), slice(x0, x1))
+            _show(axes[4], image[crop], "zoom: GT / SAM / HQ-SAM", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+            for name, mask, style in (("GT", gt, "-"), ("SAM", masks["SAM"], "--"), ("HQ-SAM", masks["HQ-SAM"], "-")):
+                _contour(axes[4], mask[crop], (x0, y0), MODEL_COLOURS.get(name, GT_COLOUR), style)
+            for ax in (axes[0], axes[2], axes[3]):
+                ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=ZOOM_COLOUR,
+                                       linewidth=1.5, linestyle=":"))
+            for spine in axes[4].spines.values():
+                spine.set(visible=True, edgecolor=ZOOM_COLOUR, linewidth=2)
+    key = [Line2D([], [], color=BOX_COLOUR, label="box prompt"), Line2D([], [], color=GT_COLOUR, label="GT"),
+           Line2D([], [], color=MODEL_COLOURS["SAM"], linestyle="--", label="SAM"),
+           Line2D([], [], color=MODEL_COLOURS["HQ-SAM"], label="HQ-SAM")]
+    if zoom:
+        key.append(Line2D([], [], color=ZOOM_COLOUR, linestyle=":", label="zoom window"))
+    fig.legend(handles=key, loc="outside lower center", ncol=len(key), fontsize=FONT_SIZE)
+    return fig
+
+
+def _boundary_errors(gt: np.ndarray, masks) -> np.ndarray:
+    # Per pixel, how many masks differ from the GT, counting only pixels within the boundary metric's band
+    # width of the GT boundary (inside or outside it) when any error lies there; otherwise all errors.
+    errors = sum((mask != gt).astype(np.int64) for mask in masks)
+    width = boundary_dilation(*gt.shape)
+    near = boundary_band(gt, width) | boundary_band(~gt, width)
+    return errors * near if (errors * near).any() else errors
+
+
+def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None) -> Figure:
+    """Boundary mIoU (left) and mask mIoU (right) against the box noise scale, one line per model.
+
+    Arguments:
+      summary (pd.DataFrame): `summarize_robustness(rows, "noise_scale")`: indexed by (model, noise_scale), with
+        columns "average mBIoU" and "average mIoU" (%).
+      paper (pd.DataFrame or None): the paper's Table 13 (columns model, noise_scale, hq4_miou, hq4_mbiou),
+        drawn dashed with hollow markers.
+
+    Returns:
+      Figure with 2 axes. Our lines come first on each axis, in the summary's model order, then the paper's.
+    """
+    _check_index(summary, ["model", "noise_scale"], 'summarize_robustness(rows, "noise_scale")')
+    _check_columns(summary, ["average mBIoU", "average mIoU"], "summary")
+    if paper is not None:
+        _check_columns(paper, ["model", "noise_scale", "hq4_miou", "hq4_mbiou"], "the paper's Table 13")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    panels = fig.subplots(1, 2)
+    for ax, column, paper_column, label in (
+        (panels[0], "average mBIoU", "hq4_mbiou", BIOU_LABEL),
+        (panels[1], "average mIoU", "hq4_miou", IOU_LABEL),
+    ):
+        models = list(dict.fromkeys(summary.index.get_level_values("model")))
+        for model in models:
+            series = summary.xs(model, level="model")[column].sort_index()
+            ax.plot(series.index.to_numpy(float), series.to_numpy(float), marker="o", color=_colour(model, models),
+                    label=f"{model} (ours)")
+        if paper is not None:
+            paper_models = list(dict.fromkeys(paper["model"]))
+            for model in paper_models:
+                rows = paper[paper["model"] == model].sort_values("noise_scale")
+                ax.plot(rows["noise_scale"].to_numpy(float), rows[paper_column].to_numpy(float), linestyle="--",
+                        marker="o", markerfacecolor="none", color=_colour(model, models + paper_models),
+                        label=f"{model} (paper)")
+        ax.set_xticks(sorted(set(summary.index.get_level_values("noise_scale"))))
+        _style(ax, "box noise scale (fraction of box size)", label)
+    fig.suptitle("Robustness to noisy box prompts (HQ benchmark average)", fontsize=FONT_SIZE + 2)
+    return fig
+
+
+def points_curve(
+    summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None, datasets: Optional[Sequence[str]] = None
+) -> Figure:
+    """Boundary mIoU against the number of positive points, one panel per dataset, per model: positives only
+    solid with circles, with negatives dash-dotted with squares; the paper's Figure 5 dashed with hollow markers.
+
+    Arguments:
+      summary (pd.DataFrame): `summarize_robustness(rows, ["pos_points", "neg_points"])`, indexed by
+        (model, pos_points, neg_points), with a "<dataset> mBIoU" column (%) per dataset.
+      paper (pd.DataFrame or None): the paper's Figure 5 (columns dataset, model, pos_points, neg_points, mbiou).
+      datasets (sequence or None): the panels; None gives every dataset of the summary (then any of the paper's
+        not in it). A named dataset must be in the summary or the paper.
+
+    Returns:
+      Figure with one axis per dataset and one legend for all below them. On each axis, per model in order: ours without negatives, ours with
+      negatives (if any rows), then the paper's lines in the same order.
+    """
+    _check_index(summary, ["model", "pos_points", "neg_points"], 'summarize_robustness(rows, ["pos_points", "neg_points"])')
+    if paper is not None:
+        _check_columns(paper, ["dataset", "model", "pos_points", "neg_points", "mbiou"], "the paper's Figure 5")
+    ours = [c[: -len(" mBIoU")] for c in summary.columns if c.endswith(" mBIoU") and c != "average mBIoU"]
+    theirs = list(dict.fromkeys(paper["dataset"])) if paper is not None else []
+    if datasets is None:
+        datasets = ours + [d for d in theirs if d not in ours]
+    unknown = [d for d in datasets if d not in ours and d not in theirs]
+    if unknown or not datasets:
+        raise ValueError(f"no data for datasets {unknown or 'at all'}: the summary has {ours}, the paper {theirs}")
+    fig = Figure(figsize=(4.2 * len(datasets), 4), layout="constrained")
+    panels = fig.subplots(1, len(datasets), squeeze=False)[0]
+    models = list(dict.fromkeys(summary.index.get_level_values("model")))
+    for ax, dataset in zip(panels, datasets):
+        if dataset in ours:
+            frame = summary[f"{dataset} mBIoU"].reset_index()
+            _plot_points(ax, frame, f"{dataset} mBIoU", models, "ours", {})
+        if dataset in theirs:
+            frame = paper[paper["dataset"] == dataset]
+            _plot_points(ax, frame, "mbiou", models + list(dict.fromkeys(frame["model"])), "paper",
+                         dict(linestyle="--", markerfacecolor="none"))
+        ax.set_title(dataset, fontsize=FONT_SIZE + 1)
+        ax.set_xticks(sorted({int(x) for line in ax.lines for x in line.get_xdata()}))
+        _style(ax, "positive points", BIOU_LABEL, legend=False)
+    handles = {label: handle for ax in panels for handle, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), loc="outside lower center", ncol=min(4, len(handles)),
+               fontsize=FONT_SIZE - 1)
+    fig.suptitle("Robustness to point prompts", fontsize=FONT_SIZE + 2)
+    return fig
+
+
+def training_curves(
+    steps_csv: Union[PathLike, pd.DataFrame], epochs_csv: Union[PathLike, pd.DataFrame, None] = None,
+    smooth: Optional[int] = None,
+) -> Figure:
+    """Training loss against step and validation scores against epoch, from `hqsam.train` logs.
+
+    Arguments:
+      steps_csv (path or DataFrame): steps.csv (columns step, epoch, loss, bce, dice, lr, ...).
+      epochs_csv (path, DataFrame or None): epochs.csv; its "<model> average mIoU" / "<model> average mBIoU"
+        columns (epochs without validation are empty and skipped). None draws the loss panel only.
+      smooth (int or None): rolling-mean window in steps (trailing, partial at the start); None picks
+        max(1, steps // 50).
+
+    Returns:
+      Figure with 1 axis (loss: BCE, Dice, total smoothed, in that order) or 3 (plus validation mask mIoU and
+      boundary mIoU, one line per model, SAM's flat as it is frozen). Every learning-rate drop is a vertical
+      dotted line on each axis.
+    """
+    steps = steps_csv if isinstance(steps_csv, pd.DataFrame) else pd.read_csv(steps_csv)
+    _check_columns(steps, ["step", "epoch", "loss", "bce", "dice", "lr"], "steps.csv")
+    if steps.empty:
+        raise ValueError("steps.csv has no rows: train for at least one step first")
+    window = max(1, len(steps) // 50) if smooth is None else smooth
+    if window < 1:
+        raise ValueError(f"smooth must be a window of at least 1 step, got {smooth}")
+    epochs = None
+    if epochs_csv is not None:
+        epochs = epochs_csv if isinstance(epochs_csv, pd.DataFrame) else pd.read_csv(epochs_csv)
+        _check_columns(epochs, ["epoch"], "epochs.csv")
+        if not any(c.endswith(" average mIoU") for c in epochs.columns):
+            raise ValueError(
+                f"epochs.csv has no validation columns ('<model> average mIoU'); it has {list(epochs.columns)}: "
+                "train with validation (val_every > 0) or pass epochs_csv=None"
+            )
+    fig = Figure(figsize=(5 if epochs is None else 14, 4), layout="constrained")
+    panels = fig.subplots(1, 1 if epochs is None else 3, squeeze=False)[0]
+    drops = _lr_drops(steps)
+    loss_ax = panels[0]
+    for column, name, colour in (("bce", "BCE", "#ff7f0e"), ("dice", "Dice", "#9467bd"), ("loss", "total", "black")):
+        smoothed = steps[column].rolling(window, min_periods=1).mean()
+        loss_ax.plot(steps["step"].to_numpy(), smoothed.to_numpy(), color=colour, label=name)
+    loss_ax.set_title(f"training loss (rolling mean of {window} steps)", fontsize=FONT_SIZE + 1)
+    for step, _ in drops:
+        loss_ax.axvline(step, color="grey", linestyle=":", label="learning-rate drop" if step == drops[0][0] else None)
+    _style(loss_ax, "step", "loss")
+    if epochs is not None:
+        models = [c[: -len(" average mIoU")] for c in epochs.columns if c.endswith(" average mIoU")]
+        for ax, metric, label in ((panels[1], "mIoU", IOU_LABEL), (panels[2], "mBIoU", BIOU_LABEL)):
+            for model in models:
+                rows = epochs[["epoch", f"{model} average {metric}"]].dropna()
+                ax.plot(rows["epoch"].to_numpy(), rows.iloc[:, 1].to_numpy(), color=_colour(model, models),
+                        marker=None if model == "SAM" else "o", label=model + (" (frozen)" if model == "SAM" else ""))
+            for _, epoch in drops:
+                ax.axvline(epoch, color="grey", linestyle=":", label="learning-rate drop" if epoch == drops[0][1] else None)
+            ax.set_title(f"validation {metric} (average over datasets)", fontsize=FONT_SIZE + 1)
+            _style(ax, "epoch", label)
+    return fig
+
+
+def _lr_drops(steps: pd.DataFrame) -> List[Tuple[float, float]]:
+    # (step, position in epochs) of every step whose learning rate is below the previous step's; the position
+    # counts the epochs finished before it, so a drop at an epoch's first step sits on the previous epoch's tick.
+    lr, epoch = steps["lr"].to_numpy(float), steps["epoch"].to_numpy()
+    per_epoch = steps.groupby("epoch")["step"].agg(["min", "count"])
+    drops = []
+    for index in np.flatnonzero(lr[1:] < lr[:-1]) + 1:
+        first, count = per_epoch.loc[epoch[index]]
+        step = float(steps["step"].iloc[index])
+        drops.append((step, float(epoch[index] - 1 + (step - first) / count)))
+    return drops
+
+
+def _plot_points(ax: Axes, frame: pd.DataFrame, column: str, models: List[str], source: str, style: Dict) -> None:
+    for model in dict.fromkeys(frame["model"]):
+        for negatives, (line, marker) in ((False, ("-", "o")), (True, ("-.", "s"))):
+            rows = frame[(frame["model"] == model) & ((frame["neg_points"] > 0) == negatives)]
+            if rows.empty:
+                continue
+            counts = sorted(set(rows["neg_points"]))
+            label = f"{model} + {', '.join(map(str, counts))} neg." if negatives else model
+            rows = rows.sort_values("pos_points")
+            ax.plot(rows["pos_points"].to_numpy(float), rows[column].to_numpy(float), color=_colour(model, models),
+                    **{"linestyle": line, "marker": marker, **style}, label=f"{label} ({source})")
+
+
+def _show(ax: Axes, image: np.ndarray, title: str, extent=None) -> None:
+    ax.imshow(image, interpolation="nearest", extent=extent)
+    ax.set_title(title, fontsize=FONT_SIZE)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _overlay(image: np.ndarray, mask: np.ndarray, colour: str, alpha: float = 0.5) -> np.ndarray:
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    out = image.astype(np.float64)
+    out[mask] = (1 - alpha) * out[mask] + alpha * rgb
+    return out.round().astype(np.uint8)
+
+
+def _contour(ax: Axes, mask: np.ndarray, origin: Tuple[int, int], colour: str, style: str) -> None:
+    if mask.any() and not mask.all():
+        ys, xs = np.arange(mask.shape[0]) + origin[1], np.arange(mask.shape[1]) + origin[0]
+        ax.contour(xs, ys, mask.astype(float), levels=[0.5], colors=[colour], linestyles=[style], linewidths=1.8)
+
+
+def _style(ax: Axes, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    ax.set_xlabel(xlabel, fontsize=FONT_SIZE)
+    ax.set_ylabel(ylabel, fontsize=FONT_SIZE)
+    ax.tick_params(labelsize=FONT_SIZE - 1)
+    ax.grid(alpha=0.3)
+    if legend and len(ax.get_legend_handles_labels()[0]) > 1:
+        ax.legend(fontsize=FONT_SIZE - 2)
+
+
+def _colour(model: str, models: Sequence[str]) -> str:
+    if model in MODEL_COLOURS:
+        return MODEL_COLOURS[model]
+    others = [m for m in dict.fromkeys(models) if m not in MODEL_COLOURS]
+    return OTHER_COLOURS[others.index(model) % len(OTHER_COLOURS)] if model in others else OTHER_COLOURS[0]
+
+
+def _check_index(frame: pd.DataFrame, names: List[str], made_by: str) -> None:
+    if list(frame.index.names) != names:
+        raise ValueError(f"expected a table indexed by {names} (from {made_by}), got index {list(frame.index.names)}")
+
+
+def _check_columns(frame: pd.DataFrame, columns: List[str], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks the columns {missing}; it has {list(frame.columns)}")

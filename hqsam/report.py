@@ -1,0 +1,437 @@
+"""The paper's published tables beside ours: comparison tables, and their Markdown, LaTeX and CSV forms.
+
+The paper's numbers ship with the package (`hqsam/paper_tables/*.csv`, units as printed in the paper). Each
+`compare_*` builder returns a DataFrame indexed by model (and setting) whose columns are a two-level index
+(quantity, kind), kind being "ours", "paper" and "diff" (ours - paper); a value missing on either side is NaN.
+The builder's caption is in `table.attrs["caption"]`; when our numbers come from the toy profile (the "Toy-*"
+datasets or the `toy` backbone) it says so: the paper's column still holds what the paper reports, and toy numbers
+compare with it in shape (which model wins, by how much), not in value.
+
+Our dataset names map to the paper's: Toy-DIS or DIS5K-VD -> DIS5K-VD, Toy-COIFT or COIFT -> COIFT, Toy-HRSOD or
+HRSOD -> HRSOD, Toy-Thin or ThinObject5K-TE -> ThinObject5K-TE.
+"""
+
+import math
+from importlib import resources
+from io import StringIO
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pandas as pd
+
+from .io import atomic_write
+
+# The paper's four HQ datasets: display name and the prefix of their columns in the paper's CSVs.
+PAPER_DATASETS = (("DIS5K-VD", "dis"), ("COIFT", "coift"), ("HRSOD", "hrsod"), ("ThinObject5K-TE", "thin"))
+DATASET_ALIASES = {
+    "Toy-DIS": "DIS5K-VD", "DIS5K-VD": "DIS5K-VD", "DIS-VD": "DIS5K-VD",
+    "Toy-COIFT": "COIFT", "COIFT": "COIFT",
+    "Toy-HRSOD": "HRSOD", "HRSOD": "HRSOD",
+    "Toy-Thin": "ThinObject5K-TE", "ThinObject5K-TE": "ThinObject5K-TE",
+}
+# Figure 5 names DIS5K-VD "DIS-VD".
+FIGURE5_DATASETS = {"COIFT": "COIFT", "DIS5K-VD": "DIS-VD"}
+TOY_NOTE = (
+    "Profile toy: our numbers come from the toy world and the toy model; the paper's are what it reports. "
+    "They compare in shape (which model wins, by how much), not in value."
+)
+METRICS = (("mIoU", "miou"), ("mBIoU", "mbiou"))
+
+
+def paper_table_names() -> List[str]:
+    """The packaged paper tables, e.g. "table2_hq_token_ablation", sorted."""
+    folder = resources.files(__package__) / "paper_tables"
+    return sorted(entry.name[: -len(".csv")] for entry in folder.iterdir() if entry.name.endswith(".csv"))
+
+
+def paper_table(name: str) -> pd.DataFrame:
+    """One of the paper's tables as published (a plain RangeIndex; columns as in the CSV).
+
+    Arguments:
+      name (str): the CSV's stem ("table13_box_noise"), its short name ("table13", "fig5"), or the file name.
+    """
+    names = paper_table_names()
+    stem = name[: -len(".csv")] if name.endswith(".csv") else name
+    if stem not in names:
+        matches = [candidate for candidate in names if candidate.split("_")[0] == stem]
+        if len(matches) != 1:
+            raise ValueError(f"no paper table {name!r}: the available ones are {', '.join(names)}")
+        stem = matches[0]
+    text = (resources.files(__package__) / "paper_tables" / f"{stem}.csv").read_text()
+    return pd.read_csv(StringIO(text))
+
+
+# ------------------------------------------------------------------------------------------------ comparisons
+
+
+def compare_hq_datasets(summary: pd.DataFrame) -> pd.DataFrame:
+    """Our HQ benchmark beside the paper's Table 2 (rows SAM and HQ-SAM).
+
+    Arguments:
+      summary (pd.DataFrame): `hq_benchmark.summarize` output: indexed by model, columns "<dataset> mIoU",
+        "<dataset> mBIoU" for our datasets (the paper's four or their toy stand-ins), "average mIoU",
+        "average mBIoU"; values x100.
+
+    Returns:
+      pd.DataFrame indexed by model, columns (quantity, kind) for quantities "<paper dataset> mIoU/mBIoU" of the
+        four datasets and "average mIoU/mBIoU"; a dataset we did not evaluate has NaN as ours.
+    """
+    datasets = _paper_datasets(summary.columns, ("mIoU", "mBIoU"))
+    ours = pd.DataFrame(index=pd.Index(summary.index, name="model"))
+    for ours_name, paper_name in datasets.items():
+        for label, _ in METRICS:
+            ours[f"{paper_name} {label}"] = summary[f"{ours_name} {label}"].to_numpy()
+    paper = paper_table("table2_hq_token_ablation").set_index("model")
+    renamed = {f"{prefix}_{key}": f"{name} {label}" for name, prefix in PAPER_DATASETS for label, key in METRICS}
+    renamed.update({f"avg_{key}": f"average {label}" for label, key in METRICS})
+    paper = paper.rename(columns=renamed)[list(renamed.values())]
+    for label, _ in METRICS:
+        ours[f"average {label}"] = summary[f"average {label}"].to_numpy()
+    notes = ["Our HQ benchmark beside the paper's Table 2 (SAM and HQ-SAM, ViT-L, box prompts)."]
+    notes += _coverage_notes(datasets)
+    return _compare(ours, paper, list(renamed.values()), notes, toy=_is_toy(datasets))
+
+
+def compare_box_noise(summary: pd.DataFrame) -> pd.DataFrame:
+    """Our noisy-box robustness beside the paper's Table 13.
+
+    Arguments:
+      summary (pd.DataFrame): `summarize_robustness(rows, "noise_scale")` output: indexed by (model, noise_scale),
+        with "average mIoU" and "average mBIoU" (the mean over our datasets, the paper's "hq4").
+
+    Returns:
+      pd.DataFrame indexed by (model, noise_scale), quantities "hq4 mIoU" and "hq4 mBIoU".
+    """
+    _check_index(summary, ["model", "noise_scale"])
+    datasets = _paper_datasets(summary.columns, ("mIoU", "mBIoU"))
+    ours = pd.DataFrame(
+        {f"hq4 {label}": summary[f"average {label}"].to_numpy() for label, _ in METRICS},
+        index=_rounded_index(summary.index, "noise_scale"),
+    )
+    paper = paper_table("table13_box_noise").set_index(["model", "noise_scale"])
+    paper = paper.rename(columns={f"hq4_{key}": f"hq4 {label}" for label, key in METRICS})
+    paper.index = _rounded_index(paper.index, "noise_scale")
+    notes = ["Noisy box prompts: our average over the HQ datasets beside the paper's Table 13 (ViT-L)."]
+    notes += _coverage_notes(datasets)
+    return _compare(ours, paper, list(ours.columns), notes, toy=_is_toy(datasets))
+
+
+def compare_points(summary: pd.DataFrame) -> pd.DataFrame:
+    """Our point-prompt results beside the paper's Figure 5 (mBIoU on COIFT and DIS-VD).
+
+    Arguments:
+      summary (pd.DataFrame): `summarize_robustness(rows, ["pos_points", "neg_points"])` output: indexed by
+        (model, pos_points, neg_points), with "<dataset> mBIoU" for COIFT and DIS5K-VD or Toy-COIFT and Toy-DIS.
+
+    Returns:
+      pd.DataFrame indexed by (dataset, model, pos_points, neg_points) with the paper's dataset names (COIFT,
+        DIS-VD), quantity "mBIoU". Our other datasets are not in Figure 5; the caption names them.
+    """
+    _check_index(summary, ["model", "pos_points", "neg_points"])
+    datasets = _paper_datasets(summary.columns, ("mIoU", "mBIoU"))
+    shown = {ours: FIGURE5_DATASETS[paper] for ours, paper in datasets.items() if paper in FIGURE5_DATASETS}
+    if not shown:
+        raise ValueError(
+            f"Figure 5 covers COIFT and DIS-VD, but the summary has neither (datasets: {', '.join(datasets)}): "
+            "evaluate points on COIFT/DIS5K-VD or Toy-COIFT/Toy-DIS"
+        )
+    parts = []
+    for ours_name, paper_name in shown.items():
+        part = summary[[f"{ours_name} mBIoU"]].rename(columns={f"{ours_name} mBIoU": "mBIoU"}).reset_index()
+        part.insert(0, "dataset", paper_name)
+        parts.append(part)
+    ours = pd.concat(parts, ignore_index=True).set_index(["dataset", "model", "pos_points", "neg_points"])
+    paper = paper_table("fig5_points_mbiou").rename(columns={"mbiou": "mBIoU"})
+    paper = paper.set_index(["dataset", "model", "pos_points", "neg_points"])
+    notes = ["Point prompts: our mBIoU beside the paper's Figure 5 (ViT-L)."]
+    left_out = [name for name in datasets if name not in shown]
+    if left_out:
+        notes.append(f"Not in Figure 5, so not shown: {', '.join(left_out)}.")
+    return _compare(ours, paper, ["mBIoU"], notes, toy=_is_toy(datasets))
+
+
+BACKBONE_QUANTITIES = {
+    "hq4_miou": "hq4 mIoU", "hq4_mbiou": "hq4 mBIoU", "coco_ap": "COCO AP", "coco_ap_b": "COCO AP_B",
+    "params_learnable_mb": "learnable MB", "fps": "FPS", "memory_gb": "memory GB",
+}
+
+
+def compare_backbones(
+    rows: Union[pd.DataFrame, Sequence[Mapping[str, object]]], paper_backbone: Optional[str] = None
+) -> pd.DataFrame:
+    """Our numbers per backbone beside the paper's Table 10.
+
+    Arguments:
+      rows (pd.DataFrame or list of dicts): one row per (model, backbone) with any of the columns hq4_miou,
+        hq4_mbiou, coco_ap, coco_ap_b, params_learnable_mb, fps, memory_gb (the paper's names and units);
+        a column we lack, or a None in it, is NaN as ours.
+      paper_backbone (str or None): compare every row with the paper's row of this backbone (e.g. "vit_l" for
+        the toy model, which the paper has not); None matches by our backbone name.
+
+    Returns:
+      pd.DataFrame indexed by (model, backbone), quantities hq4 mIoU, hq4 mBIoU, COCO AP, COCO AP_B, learnable MB,
+        FPS, memory GB. A row the paper has not has NaN as the paper's.
+    """
+    ours = pd.DataFrame(list(rows) if not isinstance(rows, pd.DataFrame) else rows)
+    missing = [column for column in ("model", "backbone") if column not in ours.columns]
+    if missing:
+        raise ValueError(f"rows lack the columns {missing}; they have {list(ours.columns)}")
+    unknown = [c for c in ours.columns if c not in ("model", "backbone") and c not in BACKBONE_QUANTITIES]
+    if unknown:
+        raise ValueError(f"rows have columns Table 10 does not report: {unknown}; known: {list(BACKBONE_QUANTITIES)}")
+    ours = ours.set_index(["model", "backbone"]).rename(columns=BACKBONE_QUANTITIES)
+    ours = ours.reindex(columns=list(BACKBONE_QUANTITIES.values())).apply(pd.to_numeric, errors="raise")
+    paper = paper_table("table10_backbones").set_index(["model", "backbone"]).rename(columns=BACKBONE_QUANTITIES)
+    paper = paper[list(BACKBONE_QUANTITIES.values())]
+    notes = ["Backbones: ours beside the paper's Table 10."]
+    if paper_backbone is not None:
+        if paper_backbone not in _backbones(paper):
+            raise ValueError(f"the paper has no backbone {paper_backbone!r}: choose one of {_backbones(paper)}")
+        keys = [(model, paper_backbone) for model, _ in ours.index]
+        lookup = pd.MultiIndex.from_tuples(keys, names=paper.index.names)
+        paper = paper.reindex(lookup).set_axis(ours.index)
+        notes.append(f"Every row is compared with the paper's {paper_backbone}.")
+    backbones = set(ours.index.get_level_values("backbone"))
+    return _compare(ours, paper, list(BACKBONE_QUANTITIES.values()), notes, toy="toy" in backbones)
+
+
+COMPUTE_QUANTITIES = ("learnable MB", "FPS", "memory GB", "FPS % of SAM")
+
+
+def compare_compute(speed: Mapping[str, object]) -> pd.DataFrame:
+    """Our speed and sizes beside the paper's Table 1 (SAM and HQ-SAM, ViT-L).
+
+    Arguments:
+      speed (dict): `measure_speed` output ("model_type", "device", and per model "fps", "peak_memory_gb",
+        "params_learnable_mb").
+
+    Returns:
+      pd.DataFrame indexed by model, quantities learnable MB, FPS, memory GB (NaN when not measured, as on the
+        CPU) and FPS % of SAM (the one speed number that compares across machines).
+    """
+    models = [name for name in ("SAM", "HQ-SAM") if name in speed]
+    if not models:
+        raise ValueError(
+            f"speed has neither 'SAM' nor 'HQ-SAM' results (keys: {list(speed)}): pass measure_speed's output"
+        )
+    ours = pd.DataFrame(
+        {
+            "learnable MB": [_number(speed[m].get("params_learnable_mb")) for m in models],
+            "FPS": [_number(speed[m].get("fps")) for m in models],
+            "memory GB": [_number(speed[m].get("peak_memory_gb")) for m in models],
+        },
+        index=pd.Index(models, name="model"),
+    )
+    paper = paper_table("table1_compute").rename(
+        columns={"method": "model", "learnable_params_mb": "learnable MB", "fps": "FPS", "memory_gb": "memory GB"}
+    ).set_index("model")
+    for table in (ours, paper):
+        table["FPS % of SAM"] = table["FPS"] / table["FPS"].get("SAM", np.nan) * 100
+    model_type, device = speed.get("model_type", "unknown"), speed.get("device", "unknown")
+    notes = [f"Compute: ours ({model_type} on {device}) beside the paper's Table 1 (ViT-L)."]
+    if model_type not in ("vit_l", "toy"):
+        notes.append(f"Our backbone is {model_type}, the paper's ViT-L: sizes differ by design.")
+    return _compare(ours, paper, list(COMPUTE_QUANTITIES), notes, toy=model_type == "toy")
+
+
+# ------------------------------------------------------------------------------------------------- rendering
+
+
+def flatten(table: pd.DataFrame) -> pd.DataFrame:
+    """The index as leading columns and (quantity, kind) columns as "quantity (kind)": the CSV form."""
+    flat = table.copy()
+    if isinstance(flat.columns, pd.MultiIndex):
+        flat.columns = [f"{quantity} ({kind})" for quantity, kind in flat.columns]
+    named = any(name is not None for name in flat.index.names)
+    return flat.reset_index() if named else flat.reset_index(drop=True)
+
+
+def to_markdown(table: pd.DataFrame, caption: Optional[str] = None, digits: int = 1) -> str:
+    """A GitHub pipe table: index columns first (left-aligned), then "quantity (ours)", "quantity (paper)",
+    "quantity (diff)" (or the plain column names), numeric columns right-aligned.
+
+    Numbers get `digits` decimals (differences a sign), NaN shows as "--"; the caption (default
+    `table.attrs["caption"]`) is a paragraph above the table.
+    """
+    header, body = _cells(table, digits)
+    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(escape(" ".join(h for h in cell if h)) for cell in header) + " |"]
+    index_count = _index_count(table)
+    numeric = [False] * index_count + [_is_numeric(dtype) for dtype in table.dtypes]
+    lines.append("| " + " | ".join("---:" if right else "---" for right in numeric) + " |")
+    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in body]
+    caption = caption if caption is not None else table.attrs.get("caption")
+    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
+
+
+def to_latex(table: pd.DataFrame, caption: Optional[str] = None, label: Optional[str] = None, digits: int = 1) -> str:
+    """A booktabs table: with (quantity, kind) columns, a quantity spans its ours / paper / diff columns.
+
+    Special characters are escaped, NaN shows as "--", numbers get `digits` decimals; the caption defaults to
+    `table.attrs["caption"]`. Needs \\usepackage{booktabs}.
+    """
+    header, body = _cells(table, digits)
+    index_count = _index_count(table)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    caption = caption if caption is not None else table.attrs.get("caption")
+    if caption:
+        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    align = "l" * index_count + "".join("r" if _is_numeric(dtype) else "l" for dtype in table.dtypes)
+    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
+    if isinstance(table.columns, pd.MultiIndex):
+        spans, rules, column = [_latex_escape(top) for top, _ in header[:index_count]], [], index_count + 1
+        for quantity in dict.fromkeys(q for q, _ in table.columns):
+            width = sum(1 for q, _ in table.columns if q == quantity)
+            spans.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(str(quantity))}}}")
+            rules.append(rf"\cmidrule(lr){{{column}-{column + width - 1}}}")
+            column += width
+        lines += [" & ".join(spans) + r" \\", " ".join(rules)]
+        lines.append(" & ".join([""] * index_count + [_latex_escape(kind) for _, kind in table.columns]) + r" \\")
+    else:
+        lines.append(" & ".join(_latex_escape(" ".join(h for h in cell if h)) for cell in header) + r" \\")
+    lines.append(r"\midrule")
+    lines += [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    table: pd.DataFrame, directory: Union[str, Path], stem: str, caption: Optional[str] = None, digits: int = 1
+) -> Dict[str, Path]:
+    """Write `stem.csv` (`flatten(table)`, full precision), `stem.md` and `stem.tex` (label "tab:<stem>") into
+    `directory`, each atomically; returns {"csv": path, "md": path, "tex": path}."""
+    directory = Path(directory)
+    texts = {
+        "csv": flatten(table).to_csv(index=False),
+        "md": to_markdown(table, caption, digits),
+        "tex": to_latex(table, caption, f"tab:{stem}", digits),
+    }
+    paths = {}
+    for suffix, text in texts.items():
+        paths[suffix] = directory / f"{stem}.{suffix}"
+        with atomic_write(paths[suffix], "w") as file:
+            file.write(text)
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------- helpers
+
+
+def _paper_datasets(columns: Sequence[str], labels: Sequence[str]) -> Dict[str, str]:
+    # Our dataset names (from "<dataset> <label>" columns, "average" aside) -> the paper's; unknown ones are errors.
+    names = []
+    for column in columns:
+        dataset, _, label = str(column).rpartition(" ")
+        if label in labels and dataset != "average" and dataset not in names:
+            names.append(dataset)
+    unknown = [name for name in names if name not in DATASET_ALIASES]
+    if unknown:
+        raise ValueError(
+            f"datasets {unknown} have no counterpart in the paper; known names: {', '.join(DATASET_ALIASES)}"
+        )
+    mapped = {name: DATASET_ALIASES[name] for name in names}
+    twice = [paper for paper in set(mapped.values()) if list(mapped.values()).count(paper) > 1]
+    if twice:
+        raise ValueError(f"several of our datasets {list(mapped)} stand for the same paper dataset(s) {twice}")
+    return mapped
+
+
+def _coverage_notes(datasets: Mapping[str, str]) -> List[str]:
+    missing = [name for name, _ in PAPER_DATASETS if name not in datasets.values()]
+    if not missing:
+        return []
+    return [f"We did not evaluate {', '.join(missing)}: our average covers {len(datasets)} of the paper's 4 datasets."]
+
+
+def _is_toy(datasets: Mapping[str, str]) -> bool:
+    return any(name.startswith("Toy-") for name in datasets)
+
+
+def _check_index(summary: pd.DataFrame, names: List[str]) -> None:
+    if list(summary.index.names) != names:
+        raise ValueError(
+            f"the summary must be indexed by {names} (summarize_robustness's output), got {list(summary.index.names)}"
+        )
+
+
+def _rounded_index(index: pd.MultiIndex, level: str) -> pd.MultiIndex:
+    # Float settings (noise scales) matched after rounding, so 0.2 from arithmetic meets the paper's 0.2.
+    position = index.names.index(level)
+    tuples = [tuple(round(float(v), 6) if i == position else v for i, v in enumerate(key)) for key in index]
+    return pd.MultiIndex.from_tuples(tuples, names=index.names)
+
+
+def _backbones(paper: pd.DataFrame) -> List[str]:
+    return list(dict.fromkeys(paper.index.get_level_values("backbone")))
+
+
+def _number(value: object) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _compare(
+    ours: pd.DataFrame, paper: pd.DataFrame, quantities: List[str], notes: List[str], toy: bool
+) -> pd.DataFrame:
+    # Rows are ours (in our order); the paper's values are looked up by the same index, NaN where it has none.
+    ours, paper = ours.reindex(columns=quantities), paper.reindex(ours.index)
+    columns = {}
+    for quantity in quantities:
+        mine = pd.to_numeric(ours[quantity], errors="raise").astype(float)
+        theirs = pd.to_numeric(paper[quantity], errors="raise").astype(float)
+        columns[(quantity, "ours")], columns[(quantity, "paper")] = mine, theirs
+        columns[(quantity, "diff")] = mine - theirs
+    table = pd.DataFrame(columns, index=ours.index)
+    table.columns = pd.MultiIndex.from_tuples(table.columns, names=["quantity", "kind"])
+    table.attrs["caption"] = " ".join(notes + ([TOY_NOTE] if toy else []))
+    table.attrs["profile"] = "toy" if toy else "paper"
+    return table
+
+
+def _index_count(table: pd.DataFrame) -> int:
+    return table.index.nlevels if any(name is not None for name in table.index.names) else 0
+
+
+def _is_numeric(dtype) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+def _cells(table: pd.DataFrame, digits: int) -> Tuple[List[Tuple[str, str]], List[List[str]]]:
+    # Header cells as (top, bottom) pairs and body rows as strings: index columns first, numbers formatted.
+    index_count = _index_count(table)
+    header = [(str(name), "") for name in table.index.names][:index_count]
+    if isinstance(table.columns, pd.MultiIndex):
+        header += [(str(quantity), f"({kind})") for quantity, kind in table.columns]
+        kinds = [kind for _, kind in table.columns]
+    else:
+        header += [(str(column), "") for column in table.columns]
+        kinds = [None] * len(table.columns)
+    body = []
+    for key, values in zip(table.index, table.itertuples(index=False, name=None)):
+        keys = (key if isinstance(key, tuple) else (key,))[:index_count]
+        row = [_format(value, digits, signed=False, index=True) for value in keys]
+        row += [_format(value, digits, signed=kind == "diff") for value, kind in zip(values, kinds)]
+        body.append(row)
+    return header, body
+
+
+def _format(value: object, digits: int, signed: bool, index: bool = False) -> str:
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+        return "--"
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return str(value)
+    if index or isinstance(value, (int, np.integer)):
+        return str(value)
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))

@@ -1,0 +1,65 @@
+"""`python -m hqsam.reproduce --profile toy|paper`: run the notebooks in order with papermill (`make reproduce`).
+
+Executed notebooks go to runs/<profile>/notebooks/; a stage whose executed notebook exists is skipped unless
+--force (a failed run leaves none behind: it is written under a temporary name and renamed on success).
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import papermill
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def stages() -> list:
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def run(profile: str, device: str = "auto", ngpus: int = 1, force: bool = False, quick: bool = False) -> Path:
+    output = ROOT / "runs" / profile / "notebooks"
+    output.mkdir(parents=True, exist_ok=True)
+    for notebook in stages():
+        executed = output / notebook.name
+        if executed.exists() and not force:
+            print(f"{notebook.name}: done before ({executed}); --force runs it again")
+            continue
+        parameters = {"profile": profile, "device": device, "root": str(ROOT), "quick": quick}
+        if notebook.name.startswith("02_"):
+            parameters["ngpus"] = ngpus
+        started = time.perf_counter()
+        print(f"{notebook.name}: running", flush=True)
+        temporary = executed.with_name(f".{executed.name}.tmp.ipynb")
+        papermill.execute_notebook(
+            str(notebook), str(temporary), parameters=parameters, cwd=str(NOTEBOOKS), kernel_name="python3",
+            progress_bar=False,
+        )
+        os.replace(temporary, executed)
+        print(f"{notebook.name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return output
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", choices=("toy", "paper"), default="toy")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--ngpus", type=int, default=1, help="GPUs for training on the paper profile (torchrun)")
+    parser.add_argument("--force", action="store_true", help="run every stage again")
+    parser.add_argument("--quick", action="store_true", help="the small sizes CI uses")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    try:
+        output = run(args.profile, args.device, args.ngpus, args.force, args.quick)
+    except papermill.PapermillExecutionError as error:
+        print(f"error: a notebook failed ({error.ename}: {error.evalue}); its partial output is in runs/", file=sys.stderr)
+        return 1
+    print(f"all stages done in {time.perf_counter() - started:.0f} s; executed notebooks in {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

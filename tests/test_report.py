@@ -1,0 +1,158 @@
+"""hqsam.report: the packaged paper tables, the comparison builders and their Markdown, LaTeX and CSV forms."""
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hqsam import report
+
+SHARED_TABLES = Path("/work/shared/paper/tables")
+PACKAGED_TABLES = Path(report.__file__).parent / "paper_tables"
+
+
+def hand_summary(datasets=("Toy-DIS", "Toy-COIFT", "Toy-HRSOD", "Toy-Thin")) -> pd.DataFrame:
+    # Distinct values per cell, so a mix-up of datasets, metrics or models changes the result.
+    columns = {}
+    for d, dataset in enumerate(datasets):
+        columns[f"{dataset} mIoU"] = [50.0 + d, 60.0 + d]
+        columns[f"{dataset} mBIoU"] = [40.0 + d, 55.0 + d]
+    table = pd.DataFrame(columns, index=pd.Index(["SAM", "HQ-SAM"], name="model"))
+    for label in ("mIoU", "mBIoU"):
+        table[f"average {label}"] = table[[f"{d} {label}" for d in datasets]].mean(axis=1)
+    return table
+
+
+@pytest.mark.skipif(not SHARED_TABLES.is_dir(), reason="the shared paper tables are not on this machine")
+def test_packaged_tables_are_byte_copies_of_the_shared_ones():
+    shared = sorted(path.name for path in SHARED_TABLES.glob("*.csv"))
+    assert sorted(path.name for path in PACKAGED_TABLES.glob("*.csv")) == shared
+    for name in shared:
+        assert (PACKAGED_TABLES / name).read_bytes() == (SHARED_TABLES / name).read_bytes(), name
+
+
+def test_paper_table_reads_the_csv_and_names_the_tables_when_unknown():
+    table = report.paper_table("table13")
+    with open(PACKAGED_TABLES / "table13_box_noise.csv", newline="") as file:
+        records = list(csv.DictReader(file))
+    assert list(table.columns) == list(records[0])
+    assert table["hq4_miou"].tolist() == [float(r["hq4_miou"]) for r in records]
+    pd.testing.assert_frame_equal(report.paper_table("table13_box_noise.csv"), table)
+    with pytest.raises(ValueError, match="table2_hq_token_ablation"):
+        report.paper_table("table99")
+
+
+def test_compare_hq_datasets_puts_the_papers_table2_beside_ours():
+    summary = hand_summary()
+    table = report.compare_hq_datasets(summary)
+    paper = {r["model"]: r for r in csv.DictReader(open(PACKAGED_TABLES / "table2_hq_token_ablation.csv"))}
+    assert list(table.index) == ["SAM", "HQ-SAM"]
+    assert table.loc["HQ-SAM", ("DIS5K-VD mIoU", "paper")] == 78.6
+    pairs = [("Toy-DIS", "DIS5K-VD", "dis"), ("Toy-COIFT", "COIFT", "coift"), ("Toy-HRSOD", "HRSOD", "hrsod"),
+             ("Toy-Thin", "ThinObject5K-TE", "thin"), ("average", "average", "avg")]
+    for model in ("SAM", "HQ-SAM"):
+        for ours_name, paper_name, prefix in pairs:
+            for label in ("mIoU", "mBIoU"):
+                ours = summary.loc[model, f"{ours_name} {label}"]
+                published = float(paper[model][f"{prefix}_{label.lower()}"])
+                row = table.loc[model]
+                assert row[(f"{paper_name} {label}", "ours")] == ours
+                assert row[(f"{paper_name} {label}", "paper")] == published
+                assert row[(f"{paper_name} {label}", "diff")] == pytest.approx(ours - published)
+    assert "toy" in table.attrs["caption"].lower() and table.attrs["profile"] == "toy"
+
+
+def test_compare_hq_datasets_with_fewer_datasets_and_unknown_ones():
+    table = report.compare_hq_datasets(hand_summary(("DIS5K-VD", "COIFT")))
+    assert table[("HRSOD mIoU", "ours")].isna().all() and table[("HRSOD mIoU", "paper")].notna().all()
+    assert "HRSOD" in table.attrs["caption"] and table.attrs["profile"] == "paper"
+    with pytest.raises(ValueError, match="Toy-Other"):
+        report.compare_hq_datasets(hand_summary(("Toy-DIS", "Toy-Other")))
+
+
+def test_compare_box_noise_matches_scales_computed_by_arithmetic():
+    index = pd.MultiIndex.from_tuples([("SAM", 0.1 + 0.1), ("HQ-SAM", 0.4)], names=["model", "noise_scale"])
+    summary = pd.DataFrame({"Toy-DIS mIoU": [1.0, 2.0], "Toy-DIS mBIoU": [1.0, 2.0],
+                            "average mIoU": [60.0, 70.0], "average mBIoU": [50.0, 61.0]}, index=index)
+    table = report.compare_box_noise(summary)
+    assert table[("hq4 mIoU", "paper")].tolist() == [65.7, 69.9]
+    assert table[("hq4 mBIoU", "diff")].tolist() == pytest.approx([50.0 - 57.1, 61.0 - 60.3])
+    with pytest.raises(ValueError, match="noise_scale"):
+        report.compare_box_noise(summary.reset_index(level="noise_scale"))
+
+
+def test_compare_points_uses_figure5_names_and_leaves_other_datasets_out_by_name():
+    index = pd.MultiIndex.from_tuples([("SAM", 1, 0), ("HQ-SAM", 10, 5)], names=["model", "pos_points", "neg_points"])
+    datasets = ["Toy-COIFT", "Toy-DIS", "Toy-Thin"]
+    summary = pd.DataFrame({f"{d} {m}": [10.0 * i, 20.0 * i] for i, d in enumerate(datasets, 1)
+                            for m in ("mIoU", "mBIoU")}, index=index)
+    table = report.compare_points(summary)
+    assert table.loc[("DIS-VD", "HQ-SAM", 10, 5), ("mBIoU", "paper")] == 70.0
+    assert table.loc[("COIFT", "SAM", 1, 0), ("mBIoU", "ours")] == 10.0
+    assert set(table.index.get_level_values("dataset")) == {"COIFT", "DIS-VD"}
+    assert "Toy-Thin" in table.attrs["caption"]
+
+
+def test_compare_backbones_and_compute_leave_unmeasured_values_nan():
+    rows = [{"model": "HQ-SAM", "backbone": "vit_b", "hq4_miou": 86.0, "memory_gb": None}]
+    table = report.compare_backbones(rows)
+    assert table.loc[("HQ-SAM", "vit_b"), ("hq4 mIoU", "diff")] == pytest.approx(86.0 - 86.3)
+    assert math.isnan(table.loc[("HQ-SAM", "vit_b"), ("memory GB", "ours")])
+    toy = report.compare_backbones([{"model": "SAM", "backbone": "toy", "fps": 3.0}], paper_backbone="vit_h")
+    assert toy.loc[("SAM", "toy"), ("FPS", "paper")] == 3.5 and toy.attrs["profile"] == "toy"
+    with pytest.raises(ValueError, match="fps_gpu"):
+        report.compare_backbones([{"model": "SAM", "backbone": "vit_b", "fps_gpu": 1.0}])
+
+    speed = {"model_type": "vit_l", "device": "cuda",
+             "SAM": {"fps": 4.0, "peak_memory_gb": None, "params_learnable_mb": 1191.0},
+             "HQ-SAM": {"fps": 3.0, "peak_memory_gb": 7.0, "params_learnable_mb": 5.1}}
+    compute = report.compare_compute(speed)
+    assert compute.loc["HQ-SAM", ("FPS % of SAM", "ours")] == pytest.approx(75.0)
+    assert compute.loc["HQ-SAM", ("FPS % of SAM", "paper")] == pytest.approx(4.8 / 5.0 * 100)
+    assert math.isnan(compute.loc["SAM", ("memory GB", "ours")])
+    assert compute.loc["HQ-SAM", ("memory GB", "diff")] == pytest.approx(7.0 - 7.6)
+
+
+def test_markdown_has_a_row_per_model_and_a_header_per_column():
+    table = report.compare_hq_datasets(hand_summary())
+    lines = report.to_markdown(table, caption="Caption").strip().splitlines()
+    assert lines[0] == "Caption"
+    rows = [line for line in lines if line.startswith("|")]
+    header, rule, body = rows[0], rows[1], rows[2:]
+    cells = lambda line: line.strip("|").split(" | ")  # noqa: E731
+    assert len(cells(header)) == len(cells(rule)) == 1 + 10 * 3
+    assert [cells(row)[0].strip() for row in body] == ["SAM", "HQ-SAM"]
+    hq = dict(zip((c.strip() for c in cells(header)), (c.strip() for c in cells(body[1]))))
+    assert hq["DIS5K-VD mIoU (paper)"] == "78.6"
+    assert hq["DIS5K-VD mIoU (diff)"] == f"{60.0 - 78.6:+.1f}"
+
+
+def test_latex_escapes_specials_and_renders_nan_as_dashes():
+    table = pd.DataFrame({"hq4_miou": [79.5, np.nan], "note": ["50% & #1", "a_b"]},
+                         index=pd.Index(["SAM", "HQ-SAM"], name="model"))
+    latex = report.to_latex(table, caption="ViT_L 100%", label="tab:x", digits=2)
+    assert r"hq4\_miou" in latex and r"50\% \& \#1" in latex and r"a\_b" in latex
+    assert r"\caption{ViT\_L 100\%}" in latex and r"\label{tab:x}" in latex
+    assert r"HQ-SAM & -- & a\_b \\" in latex and r"SAM & 79.50 &" in latex
+    assert r"\begin{tabular}{lrl}" in latex
+    assert latex.count(r"\toprule") == latex.count(r"\midrule") == latex.count(r"\bottomrule") == 1
+    grouped = report.to_latex(report.compare_hq_datasets(hand_summary(("DIS5K-VD",))))
+    assert grouped.count(r"\multicolumn{3}{c}") == 10 and r"\multicolumn{3}{c}{HRSOD mIoU}" in grouped
+    assert r"\begin{tabular}{l" + "r" * 30 + "}" in grouped and "& -- & 90.2 & -- &" in grouped
+
+
+def test_write_table_writes_three_files_and_the_csv_reads_back(tmp_path):
+    index = pd.MultiIndex.from_tuples([("SAM", 0.0), ("HQ-SAM", 0.2)], names=["model", "noise_scale"])
+    summary = pd.DataFrame({"Toy-DIS mIoU": [1.0, 2.0], "Toy-DIS mBIoU": [1.0, 2.0],
+                            "average mIoU": [60.123456789, np.nan], "average mBIoU": [50.0, 61.0]}, index=index)
+    table = report.compare_box_noise(summary)
+    paths = report.write_table(table, tmp_path / "out", "table13")
+    assert {key: path.name for key, path in paths.items()} == {
+        "csv": "table13.csv", "md": "table13.md", "tex": "table13.tex"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["table13.csv", "table13.md", "table13.tex"]
+    pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), report.flatten(table))
+    assert paths["md"].read_text() == report.to_markdown(table)
+    assert r"\label{tab:table13}" in paths["tex"].read_text()
