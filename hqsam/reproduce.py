@@ -31,6 +31,8 @@ def run(profile: str, device: str = "auto", ngpus: int = 1, force: bool = False,
         parameters = {"profile": profile, "device": device, "root": str(ROOT), "quick": quick}
         if notebook.name.startswith("02_"):
             parameters["ngpus"] = ngpus
+        if notebook.name.startswith("03_"):
+            parameters["widget_ui"] = False  # a live widget in a batch kernel can leave papermill waiting
         started = time.perf_counter()
         print(f"{notebook.name}: running", flush=True)
         temporary = executed.with_name(f".{executed.name}.tmp.ipynb")
