@@ -45,6 +45,23 @@ def run(profile: str, device: str = "auto", ngpus: int = 1, force: bool = False,
     return output
 
 
+README_TABLES = ("table2_hq_datasets", "table13_box_noise")
+START, END = "<!-- toy-results:start -->", "<!-- toy-results:end -->"
+
+
+def update_readme(profile: str = "toy") -> bool:
+    """Put the run's generated Markdown tables into README.md between the toy-results markers (toy runs only)."""
+    readme, tables = ROOT / "README.md", ROOT / "results" / profile / "tables"
+    text = readme.read_text()
+    if profile != "toy" or START not in text or not all((tables / f"{t}.md").exists() for t in README_TABLES):
+        return False
+    generated = "\n\n".join((tables / f"{t}.md").read_text().strip() for t in README_TABLES)
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    readme.write_text(f"{head}{START}\n{generated}\n{END}{tail}")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=("toy", "paper"), default="toy")
@@ -60,6 +77,8 @@ def main() -> int:
         print(f"error: a notebook failed ({error.ename}: {error.evalue}); its partial output is in runs/", file=sys.stderr)
         return 1
     print(f"all stages done in {time.perf_counter() - started:.0f} s; executed notebooks in {output}")
+    if not args.quick and update_readme(args.profile):
+        print("README.md: the toy results tables were regenerated from this run")
     return 0
 
 
