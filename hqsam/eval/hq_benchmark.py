@@ -7,7 +7,7 @@ upsampled straight to the original GT size and thresholded at 0; IoU and boundar
 """
 
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -23,38 +23,63 @@ from ..prompts import boxes_from_masks
 MODELS = ("SAM", "HQ-SAM")
 
 
-def _resized(sample, size: int, device: torch.device):
+def resize_sample(sample, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The protocol's resize: the image (3 x S x S float) and the soft GT (S x S float), on the CPU."""
     image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)[None].float()
     mask = torch.from_numpy(np.ascontiguousarray(sample.mask))[None, None].float()
     image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
     mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)
-    return image[0].to(device), boxes_from_masks(mask)[0].to(device)
+    return image[0], mask[0, 0]
+
+
+def encode(model: HQSam, images: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Image embeddings and HQ features of resized images: the one encoder pass both models share (callers
+    run it without autograd)."""
+    embeddings, early = model.encode_image(model.preprocess(torch.stack(images).to(model.device)))
+    return embeddings, model.mask_decoder.hq_features(embeddings, early)
+
+
+def decode(
+    model: HQSam,
+    embeddings: torch.Tensor,
+    hq_features: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    image_index: torch.Tensor,
+    hq_token_only: bool,
+) -> Dict[str, torch.Tensor]:
+    """B x 1 x 4h x 4w low-res logits per model, single-mask output; image_index as in MaskDecoderHQ."""
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    return {
+        "SAM": decoder.forward_sam(
+            embeddings, image_pe, sparse, dense, multimask_output=False, image_index=image_index
+        )[0],
+        "HQ-SAM": decoder(
+            embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=hq_token_only,
+            hq_features=hq_features, image_index=image_index,
+        )[0],
+    }
+
+
+def score(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
+    """1 x h x w low-res logits upsampled to the GT's size, > 0, scored against the GT."""
+    pred = F.interpolate(logits[None].float(), size=gt.shape, mode="bilinear", align_corners=False)
+    pred = (pred[0, 0] > 0).cpu().numpy()
+    return {"iou": mask_iou(gt, pred), "biou": boundary_iou(gt, pred)}
 
 
 @torch.no_grad()
 def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool) -> List[dict]:
-    size = model.image_encoder.img_size
-    images, boxes = zip(*(_resized(sample, size, model.device) for sample in chunk))
-    embeddings, early = model.encode_image(model.preprocess(torch.stack(images)))
-    sparse, dense = model.prompt_encoder(points=None, boxes=torch.stack(boxes), masks=None)
-    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
-    logits = {
-        "SAM": decoder.forward_sam(embeddings, image_pe, sparse, dense, multimask_output=False)[0],
-        "HQ-SAM": decoder(
-            embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=hq_token_only,
-            hq_features=decoder.hq_features(embeddings, early),
-        )[0],
-    }
-    rows = []
-    for i, sample in enumerate(chunk):
-        for name in MODELS:
-            pred = F.interpolate(logits[name][i : i + 1].float(), size=sample.mask.shape, mode="bilinear", align_corners=False)
-            pred = (pred[0, 0] > 0).cpu().numpy()
-            rows.append(
-                {"dataset": dataset, "image": sample.name, "model": name,
-                 "iou": mask_iou(sample.mask, pred), "biou": boundary_iou(sample.mask, pred)}
-            )
-    return rows
+    images, masks = zip(*(resize_sample(sample, model.image_encoder.img_size) for sample in chunk))
+    embeddings, hq_features = encode(model, images)
+    boxes = boxes_from_masks(torch.stack(masks)[:, None]).to(model.device)
+    sparse, dense = model.prompt_encoder(points=None, boxes=boxes, masks=None)
+    logits = decode(model, embeddings, hq_features, sparse, dense, None, hq_token_only)
+    return [
+        {"dataset": dataset, "image": sample.name, "model": name, **score(logits[name][i], sample.mask)}
+        for i, sample in enumerate(chunk)
+        for name in MODELS
+    ]
 
 
 COLUMNS = ["dataset", "image", "model", "iou", "biou"]

@@ -26,13 +26,11 @@ from typing import Dict, Iterator, List, Sequence, Tuple, Union
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..metrics import boundary_iou, mask_iou
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks, sample_points
-from .hq_benchmark import MODELS
+from .hq_benchmark import MODELS, decode, encode, resize_sample, score
 
 BOX_NOISE_STYLES = ("dn_detr", "corners")
 PAPER_POINT_SETTINGS = ((1, 0), (3, 0), (5, 0), (5, 5), (10, 0), (10, 5))
@@ -191,8 +189,8 @@ def evaluate_box_noise(
     rows: List[dict] = []
     for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
         size = model.image_encoder.img_size
-        images, masks = zip(*(_resized(sample, size) for sample in chunk))
-        embeddings, hq_features = _encode(model, images)
+        images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
+        embeddings, hq_features = encode(model, images)
         clean = boxes_from_masks(torch.stack(masks)[:, None])
         for scale in scales:
             boxes = torch.cat([
@@ -200,11 +198,11 @@ def evaluate_box_noise(
                 for i in range(len(chunk))
             ])
             sparse, dense = model.prompt_encoder(points=None, boxes=boxes.to(model.device), masks=None)
-            logits = _decode(model, embeddings, hq_features, sparse, dense, None, hq_token_only)
+            logits = decode(model, embeddings, hq_features, sparse, dense, None, hq_token_only)
             for i, sample in enumerate(chunk):
                 for name in MODELS:
                     rows.append({"dataset": source.name, "image": sample.name, "model": name, "noise_scale": scale,
-                                 **_scores(logits[name][i], sample.mask)})
+                                 **score(logits[name][i], sample.mask)})
     return pd.DataFrame(rows, columns=["dataset", "image", "model", "noise_scale", "iou", "biou"])
 
 
@@ -239,8 +237,8 @@ def evaluate_points(
     skipped: List[str] = []
     for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
         size = model.image_encoder.img_size
-        images, masks = zip(*(_resized(sample, size) for sample in chunk))
-        embeddings, hq_features = _encode(model, images)
+        images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
+        embeddings, hq_features = encode(model, images)
         for i, (sample, mask) in enumerate(zip(chunk, masks)):
             foreground = (mask > 0.5).numpy()
             if not foreground.any():
@@ -256,7 +254,7 @@ def evaluate_points(
                     for name in MODELS:
                         rows.append({"dataset": source.name, "image": sample.name, "model": name,
                                      "pos_points": num_positive, "neg_points": num_negative, "trial": trial,
-                                     **_scores(logits[name], sample.mask)})
+                                     **score(logits[name], sample.mask)})
     if skipped:
         warnings.warn(
             f"{len(skipped)} image(s) left out of the point-prompt evaluation because their GT is empty after "
@@ -379,44 +377,6 @@ def _chunks(
         bar.close()
 
 
-def _resized(sample, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    # The image (3 x S x S float) and soft GT (S x S float), resized as hq_benchmark resizes them, on the CPU.
-    image = torch.from_numpy(np.ascontiguousarray(sample.image)).permute(2, 0, 1)[None].float()
-    mask = torch.from_numpy(np.ascontiguousarray(sample.mask))[None, None].float()
-    image = F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
-    mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False)
-    return image[0], mask[0, 0]
-
-
-def _encode(model: HQSam, images: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
-    # Image embeddings and HQ features of a batch of resized images: the one encoder pass both models share.
-    # Callers run without autograd.
-    embeddings, early = model.encode_image(model.preprocess(torch.stack(images).to(model.device)))
-    return embeddings, model.mask_decoder.hq_features(embeddings, early)
-
-
-def _decode(
-    model: HQSam,
-    embeddings: torch.Tensor,
-    hq_features: torch.Tensor,
-    sparse: torch.Tensor,
-    dense: torch.Tensor,
-    image_index: torch.Tensor,
-    hq_token_only: bool,
-) -> Dict[str, torch.Tensor]:
-    # B x 1 x 4h x 4w low-res logits per model, as hq_benchmark decodes them.
-    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
-    return {
-        "SAM": decoder.forward_sam(
-            embeddings, image_pe, sparse, dense, multimask_output=False, image_index=image_index
-        )[0],
-        "HQ-SAM": decoder(
-            embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=hq_token_only,
-            hq_features=hq_features, image_index=image_index,
-        )[0],
-    }
-
-
 def _decode_points(
     model: HQSam,
     embeddings: torch.Tensor,
@@ -435,14 +395,7 @@ def _decode_points(
         labels = torch.stack([prompts[m][1] for m in members]).to(model.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         image_index = torch.full((len(members),), image, dtype=torch.long)
-        logits = _decode(model, embeddings, hq_features, sparse, dense, image_index, hq_token_only)
+        logits = decode(model, embeddings, hq_features, sparse, dense, image_index, hq_token_only)
         for row, member in enumerate(members):
             results[member] = {name: logits[name][row] for name in MODELS}
     return results
-
-
-def _scores(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
-    # 1 x h x w low-res logits upsampled to the GT's size, > 0, scored against the GT.
-    pred = F.interpolate(logits[None].float(), size=gt.shape, mode="bilinear", align_corners=False)
-    pred = (pred[0, 0] > 0).cpu().numpy()
-    return {"iou": mask_iou(gt, pred), "biou": boundary_iou(gt, pred)}
