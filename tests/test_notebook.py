@@ -1,0 +1,72 @@
+"""Notebook plumbing: parameters that stop a notebook at once, where profiles keep their files, make reproduce."""
+
+from pathlib import Path
+
+import papermill
+import pytest
+import torch
+
+from hqsam import reproduce
+from hqsam.notebook import check_parameters, profile_paths, quick_requested
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_bad_parameters_raise_clear_errors():
+    with pytest.raises(ValueError, match="profile must be one of"):
+        check_parameters("toyy")
+    with pytest.raises(ValueError, match="max_images must be a positive integer or None"):
+        check_parameters("toy", max_images=0)
+    with pytest.raises(ValueError, match="device must be"):
+        check_parameters("toy", device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            check_parameters("toy", device="cuda")
+    assert check_parameters("paper", "cpu", max_images=None, trials=3) == "cpu"
+
+
+def test_profiles_keep_their_files_apart(monkeypatch):
+    toy, quick, paper = profile_paths("toy", Path("r")), profile_paths("toy", Path("r"), True), profile_paths("paper", Path("r"))
+    assert toy.hq_checkpoint == Path("r/runs/toy/train/sam_hq_toy.pth") and toy.results == Path("r/results/toy")
+    assert quick.data_root == Path("r/.quick/data/toy") and paper.data_root == Path("r/data/hqseg44k")
+    monkeypatch.setenv("HQSAM_QUICK", "1")
+    assert quick_requested(False)
+    monkeypatch.setenv("HQSAM_QUICK", "0")
+    assert not quick_requested(False) and quick_requested(True)
+
+
+def test_an_invalid_papermill_parameter_stops_the_notebook_at_its_first_cell(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError, match="profile must be one of") as failure:
+        papermill.execute_notebook(
+            str(NOTEBOOKS / "01_data_and_checkpoints.ipynb"), str(tmp_path / "out.ipynb"),
+            parameters={"profile": "papr", "root": str(tmp_path)}, cwd=str(NOTEBOOKS), kernel_name="python3",
+            progress_bar=False,
+        )
+    assert failure.value.exec_count <= 3  # parameters, injected parameters, the check
+    assert not (tmp_path / "data").exists()
+
+
+def test_reproduce_skips_finished_stages_and_fills_the_readme(tmp_path, monkeypatch, capsys):
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in ("01_a.ipynb", "02_b.ipynb"):
+        (notebooks / name).write_text("{}")
+    (tmp_path / "runs" / "toy" / "notebooks").mkdir(parents=True)
+    (tmp_path / "runs" / "toy" / "notebooks" / "01_a.ipynb").write_text("{}")
+    ran = []
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
+    monkeypatch.setattr(reproduce, "NOTEBOOKS", notebooks)
+    monkeypatch.setattr(reproduce.papermill, "execute_notebook", lambda src, out, **kw: ran.append(Path(src).name) or Path(out).write_text("{}"))
+    reproduce.run("toy")
+    assert ran == ["02_b.ipynb"] and "01_a.ipynb: done before" in capsys.readouterr().out
+    reproduce.run("toy", force=True)
+    assert ran == ["02_b.ipynb", "01_a.ipynb", "02_b.ipynb"]
+
+    tables = tmp_path / "results" / "toy" / "tables"
+    tables.mkdir(parents=True)
+    for stem in reproduce.README_TABLES:
+        (tables / f"{stem}.md").write_text(f"| {stem} |\n")
+    (tmp_path / "README.md").write_text(f"intro\n{reproduce.START}\nold\n{reproduce.END}\nrest\n")
+    assert reproduce.update_readme("toy")
+    text = (tmp_path / "README.md").read_text()
+    assert "old" not in text and "| table2_hq_datasets |" in text and text.startswith("intro") and text.endswith("rest\n")
