@@ -66,15 +66,16 @@ class HQLogits(nn.Module):
         decoder = self.model.mask_decoder
         hq_features = decoder.hq_features(embeddings, early)
         image_pe = self.model.prompt_encoder.get_dense_pe()
-        order: List[torch.Tensor] = []
-        logits: List[torch.Tensor] = []
-        for indices, sparse, dense in groups:
-            _, masks_hq, _ = decoder.predict_masks_hq(
-                embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False
-            )
-            order.append(indices)
-            logits.append(masks_hq)
-        return torch.cat(logits)[torch.argsort(torch.cat(order))]
+        logits = [
+            decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False)[1]
+            for indices, sparse, dense in groups
+        ]
+        return in_example_order(groups, logits)
+
+
+def in_example_order(groups: List[Group], outputs: List[torch.Tensor]) -> torch.Tensor:
+    """Per-group decoder outputs (one tensor per group, rows in the group's order) back in example order."""
+    return torch.cat(outputs)[torch.argsort(torch.cat([indices for indices, _, _ in groups]))]
 
 
 def hq_state(model: nn.Module) -> Dict[str, torch.Tensor]:

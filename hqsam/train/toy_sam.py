@@ -21,7 +21,7 @@ from ..checkpoint import is_hq_parameter, save_state_dict
 from ..data.layout import TOY_LAYOUT
 from ..data.sources import read_layout
 from .examples import TrainingExamples, collate, epoch_batches
-from .head import embed_prompts
+from .head import embed_prompts, in_example_order
 
 PathLike = Union[str, Path]
 
@@ -84,15 +84,14 @@ def train_toy_sam(
                 if points is not None and len(points) > 1:
                     batch["points"][i] = points[: int(torch.randint(1, len(points) + 1, (1,), generator=generator))]
             embeddings, _ = model.encode_image(model.preprocess(batch["image"]))
-            logits = []
-            for indices, sparse, dense in embed_prompts(model, batch, grad=True):
-                masks, _, iou = model.mask_decoder.predict_masks_hq(
-                    embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, None, indices
-                )
-                logits.append((indices, masks, iou))
-            order = torch.argsort(torch.cat([indices for indices, _, _ in logits]))
-            masks = torch.cat([m for _, m, _ in logits])[order]
-            iou = torch.cat([i for _, _, i in logits])[order]
+            groups = embed_prompts(model, batch, grad=True)
+            image_pe = model.prompt_encoder.get_dense_pe()
+            decoded = [
+                model.mask_decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, None, indices)
+                for indices, sparse, dense in groups
+            ]
+            masks = in_example_order(groups, [masks for masks, _, _ in decoded])
+            iou = in_example_order(groups, [iou for _, _, iou in decoded])
             coarse = F.interpolate(batch["target"], size=(coarse_size, coarse_size), mode="area")
             target = F.interpolate(coarse, size=low_res, mode="bilinear", align_corners=False)
             losses = _mask_losses(masks, target)
