@@ -125,19 +125,19 @@ def qualitative_grid(
             "HQ-SAM": predictor.predict(box=box, multimask_output=False, hq_token_only=hq_token_only)[0][0],
         }
         axes = grid[row]
-        _show(axes[0], image, "image + box prompt")
+        show_image(axes[0], image, "image + box prompt")
         axes[0].add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
                                     edgecolor=BOX_COLOUR, linewidth=2))
         axes[0].set_ylabel(sample.name, fontsize=FONT_SIZE)
-        _show(axes[1], _overlay(image, gt, GT_COLOUR), "ground truth")
+        show_image(axes[1], overlay(image, gt, GT_COLOUR), "ground truth")
         for column, (name, mask) in enumerate(masks.items(), start=2):
             title = f"{name}\nIoU {100 * mask_iou(gt, mask):.1f}, BIoU {100 * boundary_iou(gt, mask):.1f}"
-            _show(axes[column], _overlay(image, mask, MODEL_COLOURS[name]), title)
+            show_image(axes[column], overlay(image, mask, MODEL_COLOURS[name]), title)
         if zoom:
             errors = _boundary_errors(gt, masks.values())
             x0, y0, x1, y1 = zoom_window(errors, max(1, round(zoom_fraction * min(gt.shape))))
             crop = (slice(y0, y1), slice(x0, x1))
-            _show(axes[4], image[crop], "zoom: GT / SAM / HQ-SAM", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
+            show_image(axes[4], image[crop], "zoom: GT / SAM / HQ-SAM", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
             for name, mask, style in (("GT", gt, "-"), ("SAM", masks["SAM"], "--"), ("HQ-SAM", masks["HQ-SAM"], "-")):
                 _contour(axes[4], mask[crop], (x0, y0), MODEL_COLOURS.get(name, GT_COLOUR), style)
             for ax in (axes[0], axes[2], axes[3]):
@@ -336,14 +336,14 @@ def _plot_points(ax: Axes, frame: pd.DataFrame, column: str, models: List[str], 
                     **{"linestyle": line, "marker": marker, **style}, label=f"{label} ({source})")
 
 
-def _show(ax: Axes, image: np.ndarray, title: str, extent=None) -> None:
+def show_image(ax: Axes, image: np.ndarray, title: str, extent=None) -> None:
     ax.imshow(image, interpolation="nearest", extent=extent)
     ax.set_title(title, fontsize=FONT_SIZE)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def _overlay(image: np.ndarray, mask: np.ndarray, colour: str, alpha: float = 0.5) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, colour: str, alpha: float = 0.5) -> np.ndarray:
     rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
     out = image.astype(np.float64)
     out[mask] = (1 - alpha) * out[mask] + alpha * rgb
