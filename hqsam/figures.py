@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 
 from .io import atomic_write
 from .metrics import boundary_band, boundary_dilation, boundary_iou, mask_iou
+from .report import DATASET_ALIASES
 
 PathLike = Union[str, Path]
 Box = Tuple[int, int, int, int]
@@ -214,7 +215,9 @@ def points_curve(
         (model, pos_points, neg_points), with a "<dataset> mBIoU" column (%) per dataset.
       paper (pd.DataFrame or None): the paper's Figure 5 (columns dataset, model, pos_points, neg_points, mbiou).
       datasets (sequence or None): the panels; None gives every dataset of the summary (then any of the paper's
-        not in it). A named dataset must be in the summary or the paper.
+        without a counterpart in it). A named dataset must be in the summary or the paper. The paper's lines go
+        on the panel of our dataset with the same counterpart (`hqsam.report.DATASET_ALIASES`: Toy-COIFT with
+        COIFT, Toy-DIS or DIS5K-VD with DIS-VD).
 
     Returns:
       Figure with one axis per dataset and one legend for all below them. On each axis, per model in order: ours without negatives, ours with
@@ -225,9 +228,12 @@ def points_curve(
         _check_columns(paper, ["dataset", "model", "pos_points", "neg_points", "mbiou"], "the paper's Figure 5")
     ours = [c[: -len(" mBIoU")] for c in summary.columns if c.endswith(" mBIoU") and c != "average mBIoU"]
     theirs = list(dict.fromkeys(paper["dataset"])) if paper is not None else []
+    paper_name = {DATASET_ALIASES.get(name, name): name for name in theirs}
+    counterpart = {name: paper_name.get(DATASET_ALIASES.get(name, name)) for name in ours + theirs}
     if datasets is None:
-        datasets = ours + [d for d in theirs if d not in ours]
-    unknown = [d for d in datasets if d not in ours and d not in theirs]
+        covered = {counterpart[name] for name in ours}
+        datasets = ours + [name for name in theirs if name not in covered]
+    unknown = [d for d in datasets if d not in ours and counterpart.get(d) is None]
     if unknown or not datasets:
         raise ValueError(f"no data for datasets {unknown or 'at all'}: the summary has {ours}, the paper {theirs}")
     fig = Figure(figsize=(4.2 * len(datasets), 4), layout="constrained")
@@ -237,11 +243,13 @@ def points_curve(
         if dataset in ours:
             frame = summary[f"{dataset} mBIoU"].reset_index()
             _plot_points(ax, frame, f"{dataset} mBIoU", models, "ours", {})
-        if dataset in theirs:
-            frame = paper[paper["dataset"] == dataset]
+        theirs_here = counterpart.get(dataset)
+        if theirs_here is not None:
+            frame = paper[paper["dataset"] == theirs_here]
             _plot_points(ax, frame, "mbiou", models + list(dict.fromkeys(frame["model"])), "paper",
                          dict(linestyle="--", markerfacecolor="none"))
-        ax.set_title(dataset, fontsize=FONT_SIZE + 1)
+        title = dataset if theirs_here in (None, dataset) else f"{dataset} (paper: {theirs_here})"
+        ax.set_title(title, fontsize=FONT_SIZE + 1)
         ax.set_xticks(sorted({int(x) for line in ax.lines for x in line.get_xdata()}))
         _style(ax, "positive points", BIOU_LABEL, legend=False)
     handles = {label: handle for ax in panels for handle, label in zip(*ax.get_legend_handles_labels())}

@@ -184,6 +184,20 @@ def test_points_curve_panels_lines_and_paper():
         points_curve(summary, datasets=["HRSOD"])
 
 
+def test_points_curve_puts_the_paper_beside_our_toy_counterparts():
+    summary = _points_summary().rename(columns={"COIFT mBIoU": "Toy-COIFT mBIoU", "COIFT mIoU": "Toy-COIFT mIoU"})
+    summary = summary.assign(**{"Toy-DIS mBIoU": summary["Toy-COIFT mBIoU"] - 20})
+    fig = points_curve(summary, _paper_fig5())
+    assert [ax.get_title() for ax in fig.axes] == ["Toy-COIFT (paper: COIFT)", "Toy-DIS (paper: DIS-VD)"]
+    for ax, paper_name in zip(fig.axes, ["COIFT", "DIS-VD"]):
+        sources = {line.get_label().rsplit(" ", 1)[1] for line in ax.lines}
+        assert sources == {"(ours)", "(paper)"}
+        paper_sam = [line for line in ax.lines if line.get_label() == "SAM (paper)"][0]
+        expected = _paper_fig5().query("dataset == @paper_name and model == 'SAM' and neg_points == 0")["mbiou"]
+        np.testing.assert_allclose(paper_sam.get_ydata(), expected.to_numpy())
+    np.testing.assert_allclose(fig.axes[1].lines[0].get_ydata(), [31, 33, 35, 40])
+
+
 def test_training_curves_smooths_losses_and_marks_the_lr_drop(tmp_path):
     steps, epochs = _logs()
     steps.to_csv(tmp_path / "steps.csv", index=False)
