@@ -238,6 +238,34 @@ def compare_compute(speed: Mapping[str, object]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------- rendering
 
 
+def model_gains(table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM") -> pd.DataFrame:
+    """A model-indexed comparison (`compare_hq_datasets`) on its side, to read the gain at a glance: one row per
+    quantity, columns (baseline, model, gain = model - baseline) for ours, then for the paper.
+
+    Returns:
+      pd.DataFrame indexed by quantity, columns (name, kind) with name in (baseline, model, "gain") and kind in
+        ("ours", "paper"), ours first; the caption is the table's, with a sentence on the gain columns.
+    """
+    if not isinstance(table.columns, pd.MultiIndex) or list(table.columns.names) != ["quantity", "kind"]:
+        raise ValueError("model_gains needs a comparison table with (quantity, kind) columns, from compare_*")
+    missing = [name for name in (baseline, model) if name not in table.index]
+    if missing:
+        raise ValueError(f"the table has no rows {missing}; its rows are {list(table.index)}")
+    quantities = list(dict.fromkeys(table.columns.get_level_values("quantity")))
+    columns = {}
+    for kind in ("ours", "paper"):
+        values = table.xs(kind, axis=1, level="kind")[quantities]
+        columns[(baseline, kind)] = values.loc[baseline]
+        columns[(model, kind)] = values.loc[model]
+        columns[("gain", kind)] = values.loc[model] - values.loc[baseline]
+    gains = pd.DataFrame(columns)
+    gains.index.name = "quantity"
+    gains.columns = pd.MultiIndex.from_tuples(gains.columns, names=["quantity", "kind"])
+    caption = table.attrs.get("caption", "")
+    gains.attrs = {**table.attrs, "caption": f"{caption} Gain: {model} minus {baseline}.".strip()}
+    return gains
+
+
 def flatten(table: pd.DataFrame) -> pd.DataFrame:
     """The index as leading columns and (quantity, kind) columns as "quantity (kind)": the CSV form."""
     flat = table.copy()

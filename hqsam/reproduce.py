@@ -45,7 +45,7 @@ def run(profile: str, device: str = "auto", ngpus: int = 1, force: bool = False,
     return output
 
 
-README_TABLES = ("table2_hq_datasets", "table13_box_noise")
+README_TABLES = ("table2_hq_gain", "table13_box_noise")
 START, END = "<!-- toy-results:start -->", "<!-- toy-results:end -->"
 
 

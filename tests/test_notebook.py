@@ -69,4 +69,4 @@ def test_reproduce_skips_finished_stages_and_fills_the_readme(tmp_path, monkeypa
     (tmp_path / "README.md").write_text(f"intro\n{reproduce.START}\nold\n{reproduce.END}\nrest\n")
     assert reproduce.update_readme("toy")
     text = (tmp_path / "README.md").read_text()
-    assert "old" not in text and "| table2_hq_datasets |" in text and text.startswith("intro") and text.endswith("rest\n")
+    assert "old" not in text and "| table2_hq_gain |" in text and text.startswith("intro") and text.endswith("rest\n")

@@ -73,6 +73,25 @@ def test_compare_hq_datasets_with_fewer_datasets_and_unknown_ones():
         report.compare_hq_datasets(hand_summary(("Toy-DIS", "Toy-Other")))
 
 
+def test_model_gains_turns_the_comparison_on_its_side():
+    summary = hand_summary()
+    table = report.compare_hq_datasets(summary)
+    gains = report.model_gains(table)
+    paper = {r["model"]: r for r in csv.DictReader(open(PACKAGED_TABLES / "table2_hq_token_ablation.csv"))}
+    assert list(gains.index) == list(dict.fromkeys(table.columns.get_level_values("quantity")))
+    assert list(gains.columns) == [("SAM", "ours"), ("HQ-SAM", "ours"), ("gain", "ours"),
+                                   ("SAM", "paper"), ("HQ-SAM", "paper"), ("gain", "paper")]
+    row = gains.loc["COIFT mBIoU"]
+    assert row[("gain", "ours")] == summary.loc["HQ-SAM", "Toy-COIFT mBIoU"] - summary.loc["SAM", "Toy-COIFT mBIoU"]
+    assert row[("gain", "paper")] == pytest.approx(float(paper["HQ-SAM"]["coift_mbiou"]) - float(paper["SAM"]["coift_mbiou"]))
+    assert gains.attrs["caption"].startswith(table.attrs["caption"]) and "HQ-SAM minus SAM" in gains.attrs["caption"]
+    assert "| COIFT mBIoU | 41.0 | 56.0 | 15.0 |" in report.to_markdown(gains)
+    with pytest.raises(ValueError, match="no rows"):
+        report.model_gains(table, baseline="SAM 2")
+    with pytest.raises(ValueError, match="compare_"):
+        report.model_gains(summary)
+
+
 def test_compare_box_noise_matches_scales_computed_by_arithmetic():
     index = pd.MultiIndex.from_tuples([("SAM", 0.1 + 0.1), ("HQ-SAM", 0.4)], names=["model", "noise_scale"])
     summary = pd.DataFrame({"Toy-DIS mIoU": [1.0, 2.0], "Toy-DIS mBIoU": [1.0, 2.0],
