@@ -361,6 +361,8 @@ def test_missing_image_and_bad_detection_files(toy_coco, toy_model, tmp_path):
         predict_coco(*arguments, copy_root / "none.json", progress=False)
     with pytest.raises(ValueError, match="instances file"):
         predict_coco(*arguments, copy_root / "instances.json", progress=False)
+    with pytest.raises(FileNotFoundError, match="focalnet_dino_val2017.json does not exist.*oracle=True"):
+        predict_coco(*arguments, copy_root / "focalnet_dino_val2017.json", progress=False)
     with pytest.raises(ValueError, match="not both"):
         predict_coco(*arguments, detections, oracle=True, progress=False)
     with pytest.raises(ValueError, match="models"):

@@ -118,7 +118,11 @@ def load_detections(detections: Union[PathLike, Sequence[dict]]) -> List[dict]:
     if isinstance(detections, (str, Path)):
         path = Path(detections)
         if not path.is_file():
-            raise FileNotFoundError(f"detections file {path} does not exist")
+            raise FileNotFoundError(
+                f"detections file {path} does not exist: give a detector's boxes in COCO's results format "
+                "(the paper used FocalNet-DINO's on val2017; no download of them is published), or prompt with "
+                "the GT boxes instead (oracle=True, `hqsam eval coco --oracle`)"
+            )
         text = path.read_text()
         if not text.strip():
             raise ValueError(f"detections file {path} is empty: it should hold a JSON list of detections")
