@@ -166,8 +166,8 @@ def compare_backbones(
       rows (pd.DataFrame or list of dicts): one row per (model, backbone) with any of the columns hq4_miou,
         hq4_mbiou, coco_ap, coco_ap_b, params_learnable_mb, fps, memory_gb (the paper's names and units);
         a column we lack, or a None in it, is NaN as ours.
-      paper_backbone (str or None): compare every row with the paper's row of this backbone (e.g. "vit_l" for
-        the toy model, which the paper has not); None matches by our backbone name.
+      paper_backbone (str or None): the paper's backbone to compare our rows of backbones it has not (the toy
+        model) with, e.g. "vit_l"; rows of its own backbones always match by name. None: match by name only.
 
     Returns:
       pd.DataFrame indexed by (model, backbone), quantities hq4 mIoU, hq4 mBIoU, COCO AP, COCO AP_B, learnable MB,
@@ -188,10 +188,13 @@ def compare_backbones(
     if paper_backbone is not None:
         if paper_backbone not in _backbones(paper):
             raise ValueError(f"the paper has no backbone {paper_backbone!r}: choose one of {_backbones(paper)}")
-        keys = [(model, paper_backbone) for model, _ in ours.index]
+        known = _backbones(paper)
+        keys = [(model, backbone if backbone in known else paper_backbone) for model, backbone in ours.index]
         lookup = pd.MultiIndex.from_tuples(keys, names=paper.index.names)
         paper = paper.reindex(lookup).set_axis(ours.index)
-        notes.append(f"Every row is compared with the paper's {paper_backbone}.")
+        stand_ins = sorted({backbone for _, backbone in ours.index if backbone not in known})
+        if stand_ins:
+            notes.append(f"Rows of {', '.join(stand_ins)} are compared with the paper's {paper_backbone}.")
     backbones = set(ours.index.get_level_values("backbone"))
     return _compare(ours, paper, list(BACKBONE_QUANTITIES.values()), notes, toy="toy" in backbones)
 

@@ -20,7 +20,8 @@ from hqsam.eval.robustness import (
     squared_distance_transform,
     summarize_robustness,
 )
-from hqsam.eval.speed import measure_speed
+from hqsam.eval.speed import backbone_sizes, measure_speed
+from hqsam.report import paper_table
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -279,3 +280,13 @@ def test_measure_speed_on_the_cpu():
         assert result[name]["peak_memory_gb"] is None
     with pytest.raises(ValueError, match="repeats"):
         measure_speed(repeats=0)
+
+
+def test_backbone_sizes_match_the_papers_table10():
+    rows = backbone_sizes()
+    paper = paper_table("table10").set_index(["model", "backbone"])["params_learnable_mb"]
+    assert [(r["model"], r["backbone"]) for r in rows] == [(m, b) for b in ("vit_b", "vit_l", "vit_h") for m in ("SAM", "HQ-SAM")]
+    for row in rows:
+        assert row["params_learnable_mb"] == pytest.approx(paper[(row["model"], row["backbone"])], abs=0.6)
+    hq_vit_b = [r for r in rows if r["model"] == "HQ-SAM" and r["backbone"] == "vit_b"][0]
+    assert hq_vit_b["params_learnable_mb"] == 1_071_104 * 4 / 2**20  # the authors' release's HQ parts

@@ -120,8 +120,11 @@ def test_compare_backbones_and_compute_leave_unmeasured_values_nan():
     table = report.compare_backbones(rows)
     assert table.loc[("HQ-SAM", "vit_b"), ("hq4 mIoU", "diff")] == pytest.approx(86.0 - 86.3)
     assert math.isnan(table.loc[("HQ-SAM", "vit_b"), ("memory GB", "ours")])
-    toy = report.compare_backbones([{"model": "SAM", "backbone": "toy", "fps": 3.0}], paper_backbone="vit_h")
+    toy = report.compare_backbones([{"model": "SAM", "backbone": "toy", "fps": 3.0},
+                                    {"model": "HQ-SAM", "backbone": "vit_b", "fps": 9.0}], paper_backbone="vit_h")
     assert toy.loc[("SAM", "toy"), ("FPS", "paper")] == 3.5 and toy.attrs["profile"] == "toy"
+    assert toy.loc[("HQ-SAM", "vit_b"), ("FPS", "paper")] == 9.8  # the paper's own backbones match by name
+    assert "Rows of toy are compared with the paper's vit_h." in toy.attrs["caption"]
     with pytest.raises(ValueError, match="fps_gpu"):
         report.compare_backbones([{"model": "SAM", "backbone": "vit_b", "fps_gpu": 1.0}])
 

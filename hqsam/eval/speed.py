@@ -19,7 +19,7 @@ weights are the HQ parts alone (`is_hq_parameter`).
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, Optional, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -40,6 +40,18 @@ def parameter_sizes(model: HQSam) -> Dict[str, Dict[str, float]]:
             "params_total_mb": _megabytes(sam + hq), "params_learnable_mb": _megabytes(hq), "params_learnable": hq,
         },
     }
+
+
+def backbone_sizes(model_types: Sequence[str] = ("vit_b", "vit_l", "vit_h")) -> List[Dict[str, object]]:
+    """Table 10's learnable-parameter column for real backbones, without weights: each model is built on the
+    meta device (shapes only, no memory). One row {model, backbone, params_learnable_mb} per model and type."""
+    rows = []
+    for model_type in model_types:
+        with torch.device("meta"):
+            sizes = parameter_sizes(build_hqsam(model_type))
+        rows += [{"model": name, "backbone": model_type, "params_learnable_mb": sizes[name]["params_learnable_mb"]}
+                 for name in ("SAM", "HQ-SAM")]
+    return rows
 
 
 def measure_speed(
