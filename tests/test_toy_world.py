@@ -8,7 +8,7 @@ from pycocotools.coco import COCO
 
 from hqsam.data import toy_world
 from hqsam.data.layout import TOY_LAYOUT
-from hqsam.data.toy_world import CHARACTERS, draw_toy_object, generate_toy_coco, generate_toy_world
+from hqsam.data.toy_world import CHARACTERS, draw_toy_object, generate_toy_coco, generate_toy_scenes, generate_toy_world
 
 # pycocotools' own use of numpy 2 (annToMask), not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -233,3 +233,17 @@ def test_coco_deterministic_and_idempotent(coco_dir, tmp_path):
     other = generate_toy_coco(tmp_path / "other", seed=1, num_images=6)
     assert (other / "instances.json").read_bytes() != (coco_dir / "instances.json").read_bytes()
 
+
+
+def test_scenes_are_coco_instances_apart_from_the_evaluation_images(coco_dir, tmp_path):
+    from hqsam.data import CocoInstanceSource
+
+    scenes = generate_toy_scenes(tmp_path, seed=0, num_images=6)
+    assert scenes == tmp_path / "toy_scenes" and not (scenes / "detections.json").exists()
+    source = CocoInstanceSource(scenes / "images", scenes / "instances.json", name="toy-scenes")
+    assert len(source) == source.report.usable >= 12 and not source.report.excluded  # 2-5 objects per scene
+    evaluation = {path.read_bytes() for path in (coco_dir / "images").iterdir()}
+    assert not evaluation & {path.read_bytes() for path in (scenes / "images").iterdir()}
+    before = {path: path.stat().st_mtime_ns for path in scenes.rglob("*")}
+    generate_toy_scenes(tmp_path, seed=0, num_images=6)
+    assert {path: path.stat().st_mtime_ns for path in scenes.rglob("*")} == before

@@ -230,3 +230,19 @@ def test_trains_on_a_users_folder_with_0_1_masks(toy_world, toy_sam_checkpoint, 
     printed = capsys.readouterr().out
     assert "train/mine: 8 images" in printed and "0/1 8" in printed and "masks without an image: 1 (orphan)" in printed
     assert len(pd.read_csv(tmp_path / "run" / "steps.csv")) == 2
+
+
+def test_toy_sam_trains_on_objects_and_scenes(toy_world, tmp_path, one_thread):
+    from hqsam.data import generate_toy_scenes
+    from hqsam.train import train_toy_sam
+
+    scenes = generate_toy_scenes(tmp_path, num_images=2)
+    path = train_toy_sam(toy_world, tmp_path / "sam_toy.pth", steps=2, batch_size=4, scenes=scenes, progress=False)
+    state = torch.load(path, weights_only=True)
+    assert state and not any(hqsam.is_hq_parameter(k) for k in state)
+    hqsam.build_sam("toy").load_state_dict(state)  # a plain SAM checkpoint, strictly
+    with pytest.raises(FileNotFoundError, match="generate_toy_scenes"):
+        train_toy_sam(toy_world, tmp_path / "other.pth", steps=1, scenes=tmp_path / "nowhere", progress=False)
+    (scenes / "instances.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a COCO instances file"):  # the scenes are read, not ignored
+        train_toy_sam(toy_world, tmp_path / "other.pth", steps=1, scenes=scenes, progress=False)

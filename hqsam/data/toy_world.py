@@ -15,7 +15,8 @@ Objects come in four characters, mirroring the four HQ validation sets:
 * "thin": wiry objects: insects, chairs, bicycles, plants, cables (ThinObject5K).
 
 `generate_toy_world` writes them in the shape of `TOY_LAYOUT`; `generate_toy_coco` writes a COCO-format instance
-set (several objects per image, occluding each other) with detector-style boxes. Both are deterministic by seed
+set (several objects per image, occluding each other) with detector-style boxes, and `generate_toy_scenes` more
+such scenes for training the toy SAM. Both are deterministic by seed
 (each image is drawn from its own `np.random.default_rng([seed, source_id, index])`, so changing a count keeps the
 earlier images), are built in a temporary folder that replaces the target in one rename (an interrupted run never
 looks complete), and end with a manifest that makes a second call with the same arguments do nothing.
@@ -45,6 +46,7 @@ MANIFEST = "manifest.json"
 CHARACTERS = ("dis", "coift", "hrsod", "thin")
 TOY_DIR = Path(TOY_LAYOUT[0].image_dir).parts[0]
 COCO_DIR = "toy_coco"
+SCENES_DIR = "toy_scenes"
 COCO_CATEGORIES = ("wire", "lattice", "blob", "insect")
 
 # Character drawn (None: each image picks one of CHARACTERS) and the range of image side lengths, per source.
@@ -60,6 +62,7 @@ _AREA_RANGE = {"dis": (0.05, 0.55), "coift": (0.08, 0.55), "hrsod": (0.18, 0.6),
 _MAX_ATTEMPTS = 200
 _MIN_SIDE = 64
 _COCO_SOURCE_ID = len(TOY_LAYOUT)  # COCO image i is drawn from default_rng([seed, _COCO_SOURCE_ID, i])
+_SCENES_SOURCE_ID = _COCO_SOURCE_ID + 1
 _COCO_SIDE = (280, 420)
 
 
@@ -872,6 +875,22 @@ def generate_toy_coco(root: PathLike, seed: int = 0, num_images: int = 40, overw
     each side moved by up to 10% of the box size, score 0.5-1.0; about 8% of objects missed; false positives
     with scores below 0.3). Same idempotence rules as generate_toy_world.
     """
+    return _generate_instances(Path(root) / COCO_DIR, _COCO_SOURCE_ID, seed, num_images, overwrite, detections=True)
+
+
+def generate_toy_scenes(root: PathLike, seed: int = 0, num_images: int = 300, overwrite: bool = False) -> Path:
+    """Write multi-object training scenes for the toy SAM under `root/toy_scenes`; returns that folder.
+
+    The toy SAM's stand-in for SA-1B: scenes drawn like generate_toy_coco's (images/*.jpg and instances.json,
+    no detections), but from their own random streams, so no scene is one of the toy COCO evaluation images.
+    Scenes with several objects are what teach a SAM to follow its box: on the single-object training images
+    any box gives the same answer. Same idempotence rules as generate_toy_world.
+    """
+    return _generate_instances(Path(root) / SCENES_DIR, _SCENES_SOURCE_ID, seed, num_images, overwrite, detections=False)
+
+
+def _generate_instances(target: Path, source_id: int, seed: int, num_images: int, overwrite: bool,
+                        detections: bool) -> Path:
     from pycocotools import mask as mask_utils
 
     _check_count("seed", seed)
@@ -882,9 +901,9 @@ def generate_toy_coco(root: PathLike, seed: int = 0, num_images: int = 40, overw
 
     def build(folder: Path) -> Dict[str, int]:
         (folder / "images").mkdir()
-        images, annotations, detections = [], [], []
+        images, annotations, found = [], [], []
         for index in range(num_images):
-            rng = np.random.default_rng([params["seed"], _COCO_SOURCE_ID, index])
+            rng = np.random.default_rng([params["seed"], source_id, index])
             height, width = (int(side) for side in rng.integers(*_COCO_SIDE, 2, endpoint=True))
             objects = _place_objects(rng, height, width)
             image = _paint(rng, [mask for _, mask in objects])
@@ -900,22 +919,22 @@ def generate_toy_coco(root: PathLike, seed: int = 0, num_images: int = 40, overw
                     "id": len(annotations) + 1, "image_id": image_id, "category_id": category_id[name],
                     "segmentation": rle, "area": int(mask.sum()), "bbox": bbox, "iscrowd": 0,
                 })
-                if rng.random() >= 0.08:
-                    detections.append({"image_id": image_id, "category_id": category_id[name],
-                                       "bbox": _jitter_box(rng, bbox, height, width),
-                                       "score": round(float(rng.uniform(0.5, 1.0)), 4)})
-            for _ in range(rng.poisson(0.7)):
+                if detections and rng.random() >= 0.08:
+                    found.append({"image_id": image_id, "category_id": category_id[name],
+                                  "bbox": _jitter_box(rng, bbox, height, width),
+                                  "score": round(float(rng.uniform(0.5, 1.0)), 4)})
+            for _ in range(rng.poisson(0.7) if detections else 0):
                 w, h = rng.uniform(0.1, 0.4) * width, rng.uniform(0.1, 0.4) * height
                 x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-                detections.append({"image_id": image_id, "category_id": int(rng.integers(1, len(categories) + 1)),
-                                   "bbox": [round(float(v), 2) for v in (x, y, w, h)],
-                                   "score": round(float(rng.uniform(0.01, 0.3)), 4)})
-        info = {"description": "hqsam toy COCO", "version": str(VERSION)}
+                found.append({"image_id": image_id, "category_id": int(rng.integers(1, len(categories) + 1)),
+                              "bbox": [round(float(v), 2) for v in (x, y, w, h)],
+                              "score": round(float(rng.uniform(0.01, 0.3)), 4)})
+        info = {"description": "hqsam toy COCO" if detections else "hqsam toy scenes", "version": str(VERSION)}
         _write_json({"info": info, "licenses": [], "images": images, "annotations": annotations,
                      "categories": categories}, folder / "instances.json")
-        _write_json(detections, folder / "detections.json")
+        if detections:
+            _write_json(found, folder / "detections.json")
         return {"images": num_images}
 
-    target = Path(root) / COCO_DIR
     _build_once(target, params, build, overwrite)
     return target

@@ -1,7 +1,7 @@
 """The toy profile's stand-in for a released SAM: the `toy` backbone trained as plain SAM on the toy world.
 
 No SAM weights can be had offline, so the toy profile first trains every part of a small SAM (encoder, prompt
-encoder, decoder) with box, point and mask prompts, supervised only with coarse masks (the GT at the decoder's
+encoder, decoder) on single objects and multi-object scenes with box, point and mask prompts, supervised only with coarse masks (the GT at the decoder's
 low-res grid or coarser, as SAM's own training masks are), and saves it as a plain SAM checkpoint. From then on it is
 frozen and treated exactly like a released SAM.
 """
@@ -9,7 +9,7 @@ frozen and treated exactly like a released SAM.
 import math
 import time
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter, save_state_dict
+from ..data.coco_source import CocoInstanceSource
 from ..data.layout import TOY_LAYOUT
 from ..data.sources import read_layout
 from .examples import TrainingExamples, collate, epoch_batches
@@ -40,12 +41,13 @@ def _mask_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def train_toy_sam(
     data_root: PathLike,
     output: PathLike,
-    steps: int = 600,
+    steps: int = 2000,
     batch_size: int = 8,
     coarse_size: int = 32,
     lr: float = 2e-3,
     seed: int = 0,
     progress: bool = True,
+    scenes: Optional[PathLike] = None,
 ) -> Path:
     """Train a toy SAM on the toy world's training split and save it (SAM keys only) to `output`.
 
@@ -53,6 +55,8 @@ def train_toy_sam(
     low-res grid: like SA-1B's masks, right in the large but blind to detail finer than a grid cell, which is
     the gap HQ-SAM's fine-mask training closes. Single-mask token: BCE + Dice against it; multimask tokens: the best of three (SAM's ambiguity
     rule); IoU head: MSE against the IoU its masks really reach. Prompts: box, 1-10 positive points, noisy mask.
+    Data: the toy world's training split, plus one sample per object of the multi-object `scenes`
+    (`generate_toy_scenes`'s folder) when given: a SAM trained on single objects learns to ignore its box.
     """
     torch.manual_seed(seed)
     model = build_hqsam("toy").train()
@@ -63,8 +67,17 @@ def train_toy_sam(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
     )
+    sources = read_layout(data_root, TOY_LAYOUT, split="train")
+    if scenes is not None:
+        scenes = Path(scenes)
+        if not (scenes / "instances.json").is_file():
+            raise FileNotFoundError(
+                f"no toy scenes at {scenes} (it has no instances.json): make them with "
+                "hqsam.data.generate_toy_scenes(data_root), or pass scenes=None to train on single objects only"
+            )
+        sources.append(CocoInstanceSource(scenes / "images", scenes / "instances.json", name="toy-scenes"))
     examples = TrainingExamples(
-        ConcatDataset(read_layout(data_root, TOY_LAYOUT, split="train")),
+        ConcatDataset(sources),
         image_size=model.image_encoder.img_size,
         mask_input_size=tuple(model.prompt_encoder.mask_input_size),
         seed=seed,
@@ -117,13 +130,17 @@ def train_toy_sam(
 
 
 def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = True) -> None:
-    """Make the toy profile's inputs if they are missing: the toy world (default size), then the toy SAM.
+    """Make the toy profile's inputs if they are missing: the toy world and its SAM training scenes (default
+    sizes), then the toy SAM.
 
     A toy world already at `data_root` is used as it is, whatever its size."""
     from ..data.sources import missing_sources
-    from ..data.toy_world import generate_toy_world
+    from ..data.toy_world import SCENES_DIR, generate_toy_scenes, generate_toy_world
 
     if missing_sources(data_root, TOY_LAYOUT):
         generate_toy_world(data_root)
     if not Path(sam_checkpoint).exists():
-        train_toy_sam(data_root, sam_checkpoint, progress=progress)
+        scenes = Path(data_root) / SCENES_DIR
+        if not scenes.exists():
+            generate_toy_scenes(data_root)
+        train_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
