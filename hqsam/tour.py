@@ -69,22 +69,26 @@ class PromptTour:
     # ------------------------------------------------------------------------------------------------ prompts
 
     def add_point(self, x: float, y: float, positive: bool = True) -> None:
-        height, width = self.image.shape[:2]
-        if not (0 <= x < width and 0 <= y < height):
-            raise ValueError(f"point ({x}, {y}) is outside the {width} x {height} image")
+        self._check_point(x, y)
         self.points.append((float(x), float(y), int(bool(positive))))
         self.update()
 
     def set_box(self, box: Optional[np.ndarray]) -> None:
         """Set the box (x0, y0, x1, y1 in pixels, x0 < x1, y0 < y1, clipped to the image) or remove it (None)."""
-        if box is not None:
-            box = np.asarray(box, dtype=np.float64).reshape(-1)
-            if box.size != 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
-                raise ValueError(f"a box is x0, y0, x1, y1 with x0 < x1 and y0 < y1, got {box.tolist()}")
-            height, width = self.image.shape[:2]
-            box = np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
-        self.box = box
+        self.box = None if box is None else self._checked_box(box)
         self.update()
+
+    def _check_point(self, x: float, y: float) -> None:
+        height, width = self.image.shape[:2]
+        if not (0 <= x < width and 0 <= y < height):
+            raise ValueError(f"point ({x:g}, {y:g}) is outside the {width} x {height} image")
+
+    def _checked_box(self, box) -> np.ndarray:
+        box = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box.size != 4 or not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"a box is x0, y0, x1, y1 with x0 < x1 and y0 < y1, got {box.tolist()}")
+        height, width = self.image.shape[:2]
+        return np.clip(box, 0, [width - 1, height - 1, width - 1, height - 1])
 
     def undo(self) -> None:
         """Remove the last point (the box stays)."""
@@ -187,18 +191,11 @@ class PromptTour:
             if label not in (0, 1):
                 raise ValueError(f"a point's label is 1 (positive) or 0 (negative), got {label:g} in {part!r}")
             points.append((x, y, int(label)))
-        old = self.points, self.box
-        try:
-            self.points = []
-            for x, y, label in points:
-                height, width = self.image.shape[:2]
-                if not (0 <= x < width and 0 <= y < height):
-                    raise ValueError(f"point ({x:g}, {y:g}) is outside the {width} x {height} image")
-                self.points.append((x, y, label))
-            self.set_box(None if box is None else np.array(box))
-        except ValueError:
-            self.points, self.box = old
-            raise
+        for x, y, _ in points:
+            self._check_point(x, y)
+        self.box = None if box is None else self._checked_box(box)
+        self.points = points
+        self.update()
 
     def controls(self):
         """ipywidgets: box and points text boxes with Apply / Undo / Clear, and a status line for errors. On a
