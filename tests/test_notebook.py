@@ -1,5 +1,7 @@
 """Notebook plumbing: parameters that stop a notebook at once, where profiles keep their files, make reproduce."""
 
+import ast
+import json
 from pathlib import Path
 
 import papermill
@@ -23,6 +25,17 @@ def test_bad_parameters_raise_clear_errors():
         with pytest.raises(ValueError, match="no CUDA device"):
             check_parameters("toy", device="cuda")
     assert check_parameters("paper", "cpu", max_images=None, trials=3) == "cpu"
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
+def test_papermill_reads_every_parameter(notebook):
+    """papermill's parser skips lines it cannot read (e.g. a second '=' in a comment) and then calls the
+    parameter unknown; every assignment of the parameters cell must come back from its inspection."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{notebook} needs exactly one cell tagged 'parameters'"
+    assigned = {t.id for node in ast.parse("".join(tagged[0]["source"])).body for t in node.targets}
+    assert set(papermill.inspect_notebook(str(NOTEBOOKS / notebook))) == assigned
 
 
 def test_profiles_keep_their_files_apart(monkeypatch):
