@@ -386,3 +386,33 @@ def test_evaluate_coco_writes_outputs_and_cli(toy_coco, toy_model, toy_checkpoin
     assert json.loads((tmp_path / "cli" / "skipped.json").read_text())["image_ids"] == [1, 2]
     missing = parser.parse_args(common + ["--detections", str(tmp_path / "nothing.json")])
     assert run_coco_command(missing) == 1
+
+
+def test_an_interrupted_prediction_resumes_from_its_journal(toy_coco, toy_model, monkeypatch, tmp_path):
+    import hqsam.eval.coco as coco_module
+
+    arguments = (toy_model, toy_coco / "images", toy_coco / "instances.json", toy_coco / "detections.json")
+    whole = predict_coco(*arguments, images_per_pass=2, progress=False)
+    journal = tmp_path / "predictions.jsonl"
+    predict_coco(*arguments, images_per_pass=2, progress=False, journal=journal)
+    lines = journal.read_text().splitlines()
+    assert len(lines) == 1 + len(whole.image_ids)  # the settings, then one line per image
+    journal.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])  # cut off mid-write
+
+    encoded = []
+    real = coco_module.box_logits
+    monkeypatch.setattr(coco_module, "box_logits", lambda model, images, *rest, **options: (
+        encoded.append(len(images)), real(model, images, *rest, **options))[1])
+    resumed = predict_coco(*arguments, images_per_pass=2, progress=False, journal=journal)
+    assert resumed.results == whole.results and resumed.image_ids == whole.image_ids
+    assert sum(encoded) == len(whole.image_ids) - 2  # the two whole lines were not predicted again
+    assert len(journal.read_text().splitlines()) == 1 + len(whole.image_ids)
+
+    encoded.clear()
+    other = predict_coco(*arguments, images_per_pass=2, progress=False, journal=journal, hq_token_only=True)
+    assert sum(encoded) == len(whole.image_ids)  # other settings: the journal is not reused
+    assert other.results["SAM"] == whole.results["SAM"] and other.results["HQ-SAM"] != whole.results["HQ-SAM"]
+    lines = journal.read_text().splitlines()
+    journal.write_text("\n".join([lines[0], "{broken", *lines[2:]]) + "\n")
+    with pytest.raises(ValueError, match="line 2 is damaged"):
+        predict_coco(*arguments, images_per_pass=2, progress=False, journal=journal, hq_token_only=True)

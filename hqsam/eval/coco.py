@@ -18,9 +18,11 @@ S/M/L ranges on the original areas, 100 detections per image) is COCOeval's. `di
 import argparse
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,7 @@ from ..predictor import _check_boxes
 
 PathLike = Union[str, Path]
 MODELS = ("SAM", "HQ-SAM")
+JOURNAL = "predictions.jsonl"  # evaluate_coco's record of finished images in its output folder
 METRICS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")
 BOUNDARY_METRICS = ("AP_B", "AP_B50", "AP_B75", "AP_B_S", "AP_B_M", "AP_B_L")
 TABLE_COLUMNS = METRICS + BOUNDARY_METRICS[:3]
@@ -317,6 +320,7 @@ def predict_coco(
     score_threshold: float = 0.0,
     progress: bool = True,
     models: Sequence[str] = MODELS,
+    journal: Optional[PathLike] = None,
 ) -> CocoPredictions:
     """Masks for every usable detection (or GT box with `oracle=True`) of the evaluated images, per model.
 
@@ -326,6 +330,10 @@ def predict_coco(
     left out on request and not counted. Detections are skipped and counted, with examples, when malformed, for
     an unknown image or category id, with w or h <= 0 or non-finite, entirely outside the image, or scored below
     `score_threshold`. Crowd annotations give no oracle prompts.
+
+    With `journal` (a JSON Lines file), each image's results are appended there as soon as its chunk is done,
+    and a rerun with the same settings, prompts and model takes them from it instead of predicting them again:
+    an interrupted run resumes. A journal from other settings is replaced (with a note on stderr).
     """
     if not isinstance(model, HQSam):
         raise TypeError(f"predict_coco needs an HQSam model (hqsam.build_hqsam), got {type(model).__name__}")
@@ -359,25 +367,84 @@ def predict_coco(
             skipped.add("image not evaluated", f"{len(prompts[image_id])} of image {image_id}: {reason}",
                         count=len(prompts.pop(image_id)))
 
-    results: Dict[str, List[dict]] = {name: [] for name in models}
     prompted = [image_id for image_id in image_ids if prompts.get(image_id)]
-    bar = tqdm(total=len(prompted), desc="COCO masks", unit="img", disable=not progress, leave=False)
-    for start in range(0, len(prompted), images_per_pass):
-        chunk = prompted[start : start + images_per_pass]
+    settings = {"models": list(models), "hq_token_only": bool(hq_token_only), "prompts": _prompts_digest(prompts),
+                "model": _model_fingerprint(model)}
+    done = _read_journal(Path(journal), settings) if journal is not None else {}
+    todo = [image_id for image_id in prompted if image_id not in done]
+    bar = tqdm(total=len(prompted), initial=len(prompted) - len(todo), desc="COCO masks", unit="img",
+               disable=not progress, leave=False)
+    for start in range(0, len(todo), images_per_pass):
+        chunk = todo[start : start + images_per_pass]
         images = [read_image(image_dir / coco.imgs[image_id]["file_name"]) for image_id in chunk]
         boxes = [np.stack([prompt.box for prompt in prompts[image_id]]) for image_id in chunk]
         outputs = box_logits(model, images, boxes, hq_token_only, models, images_per_pass=len(chunk))
         for image_id, logits in zip(chunk, outputs):
+            done[image_id] = {}
             for name in models:
                 rles = encode_masks((logits[name] > model.mask_threshold).cpu().numpy())
-                results[name].extend(
+                done[image_id][name] = [
                     {"image_id": image_id, "category_id": prompt.category_id, "segmentation": rle,
                      "score": prompt.score}
                     for prompt, rle in zip(prompts[image_id], rles)
-                )
+                ]
+        if journal is not None:
+            _append_journal(Path(journal), [{"image_id": image_id, "results": done[image_id]} for image_id in chunk])
         bar.update(len(chunk))
     bar.close()
+    results = {name: [result for image_id in prompted for result in done[image_id][name]] for name in models}
     return CocoPredictions(results=results, skipped=skipped, image_ids=image_ids)
+
+
+def _prompts_digest(prompts: Dict[int, List[_Prompt]]) -> str:
+    digest = hashlib.sha256()
+    for image_id in sorted(prompts):
+        for prompt in prompts[image_id]:
+            digest.update(repr((image_id, prompt.box.tolist(), prompt.category_id, prompt.score)).encode())
+    return digest.hexdigest()
+
+
+def _model_fingerprint(model: HQSam) -> str:
+    """A digest of a few weights that any two checkpoints differ in (SAM's patch embedding, the HQ token)."""
+    digest = hashlib.sha256()
+    for tensor in (model.image_encoder.patch_embed.proj.weight, model.mask_decoder.hf_token.weight):
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _read_journal(path: Path, settings: dict) -> Dict[int, Dict[str, List[dict]]]:
+    """The finished images of a journal written with `settings`; {} (and a fresh journal) otherwise.
+
+    Line 1 holds the settings, each further line one image's results. A last line cut short by an interrupted
+    write is dropped (that image is predicted again); a damaged line elsewhere is an error."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    try:
+        found = json.loads(lines[0]) if lines else None
+    except json.JSONDecodeError:
+        found = None
+    if found != {"settings": settings}:
+        if lines:
+            print(f"{path} was written for other settings, prompts or weights: predicting again", file=sys.stderr)
+        with atomic_write(path, "w") as file:
+            file.write(json.dumps({"settings": settings}) + "\n")
+        return {}
+    done = {}
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise ValueError(f"{path} line {number} is damaged: delete the file to predict every image again") from None
+        done[int(record["image_id"])] = record["results"]
+    return done
+
+
+def _append_journal(path: Path, records: List[dict]) -> None:
+    with open(path, "a") as file:
+        file.write("".join(json.dumps(record) + "\n" for record in records))
+        file.flush()
+        os.fsync(file.fileno())
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -586,10 +653,15 @@ def evaluate_coco(
     dilation_ratio: float = 0.02,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """`predict_coco` then `coco_table` for SAM and HQ-SAM; with `output_dir`, also `write_coco_outputs`."""
+    """`predict_coco` then `coco_table` for SAM and HQ-SAM; with `output_dir`, also `write_coco_outputs`, and the
+    predictions are journaled to `output_dir/JOURNAL` as they are made, so an interrupted run resumes."""
+    journal = None
+    if output_dir is not None:
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        journal = Path(output_dir) / JOURNAL
     predictions = predict_coco(model, image_dir, annotation_file, detections, hq_token_only=hq_token_only,
                                oracle=oracle, max_images=max_images, images_per_pass=images_per_pass,
-                               score_threshold=score_threshold, progress=progress)
+                               score_threshold=score_threshold, progress=progress, journal=journal)
     table = coco_table(annotation_file, predictions, dilation_ratio)
     if output_dir is not None:
         write_coco_outputs(output_dir, predictions, table)
@@ -638,10 +710,15 @@ def run_coco_command(args: argparse.Namespace) -> int:
                 raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
             print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
         model = build_hqsam(args.model_type, args.checkpoint).to(args.device)
+        journal = None
+        if args.output is not None:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+            journal = Path(args.output) / JOURNAL
         predictions = predict_coco(
             model, args.images, args.annotations, None if args.oracle else args.detections,
             hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
             images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, progress=args.progress,
+            journal=journal,
         )
         table = coco_table(args.annotations, predictions, args.dilation_ratio)
         if args.output is not None:
