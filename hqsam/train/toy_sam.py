@@ -44,7 +44,7 @@ def train_toy_sam(
     steps: int = 2000,
     batch_size: int = 8,
     coarse_size: int = 32,
-    lr: float = 2e-3,
+    lr: float = 5e-4,
     seed: int = 0,
     progress: bool = True,
     scenes: Optional[PathLike] = None,
