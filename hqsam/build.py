@@ -153,10 +153,11 @@ def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) 
     if state_dict is not None:
         fresh = check_state_dict(model, state_dict, model_type, source=str(checkpoint))
         if fresh:
+            remedy = ("`hqsam train --config toy` makes one" if model_type == "toy"
+                      else f"e.g. `hqsam download sam_hq_{model_type}`")
             warnings.warn(
                 f"{checkpoint} is a plain SAM checkpoint: the HQ parts ({', '.join(fresh)}) are freshly "
-                "initialised and need training (or load an HQ-SAM checkpoint, e.g. `hqsam download sam_hq_"
-                f"{model_type}`)",
+                f"initialised and need training (or load an HQ-SAM checkpoint: {remedy})",
                 stacklevel=2,
             )
         model.load_state_dict(state_dict, strict=not fresh)

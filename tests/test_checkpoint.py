@@ -62,6 +62,7 @@ def test_plain_sam_checkpoint_warns_and_lists_fresh_parts(toy_model, tmp_path):
     message = str(record[0].message)
     for module in hqsam.checkpoint.HQ_MODULES:
         assert f"mask_decoder.{module}" in message
+    assert "hqsam train --config toy" in message  # the toy model has nothing to download
     for key, value in sam_only.items():
         assert torch.equal(loaded.state_dict()[key], value)
 
