@@ -16,6 +16,7 @@ import torch
 from segment_anything import SamPredictor
 
 import hqsam
+from hqsam.eval.speed import device_description
 
 
 def timed(device: torch.device, run) -> float:
@@ -74,7 +75,7 @@ def main() -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "model_type": args.model_type,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_description(device),
         "repeats": args.repeats,
         "sam_s": median["sam"],
         "hq_s": median["hq"],

@@ -23,6 +23,7 @@ import torch
 import hqsam
 from hqsam.data import TOY_LAYOUT, read_layout
 from hqsam.data.toy_world import generate_toy_world
+from hqsam.eval.speed import device_description
 from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate, keyed_generator
 from hqsam.train.head import HQLogits, embed_prompts, encode_frozen
 from hqsam.train.loss import mask_loss
@@ -107,7 +108,7 @@ def main() -> None:
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "model_type": args.model_type,
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+        "device": device_description(device),
         "batch_size": args.batch_size,
         "ours_samples_per_s": args.batch_size / median["ours"],
         "release_samples_per_s": args.batch_size / median["release"],

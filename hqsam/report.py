@@ -186,9 +186,9 @@ def compare_backbones(
     paper = paper[list(BACKBONE_QUANTITIES.values())]
     notes = ["Backbones: ours beside the paper's Table 10."]
     if paper_backbone is not None:
-        if paper_backbone not in _backbones(paper):
-            raise ValueError(f"the paper has no backbone {paper_backbone!r}: choose one of {_backbones(paper)}")
         known = _backbones(paper)
+        if paper_backbone not in known:
+            raise ValueError(f"the paper has no backbone {paper_backbone!r}: choose one of {known}")
         keys = [(model, backbone if backbone in known else paper_backbone) for model, backbone in ours.index]
         lookup = pd.MultiIndex.from_tuples(keys, names=paper.index.names)
         paper = paper.reindex(lookup).set_axis(ours.index)

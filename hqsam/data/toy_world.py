@@ -889,6 +889,19 @@ def generate_toy_scenes(root: PathLike, seed: int = 0, num_images: int = 300, ov
     return _generate_instances(Path(root) / SCENES_DIR, _SCENES_SOURCE_ID, seed, num_images, overwrite, detections=False)
 
 
+def read_toy_scenes(folder: PathLike):
+    """The scenes of `generate_toy_scenes` (its returned folder) as a CocoInstanceSource, one sample per object."""
+    from .coco_source import CocoInstanceSource
+
+    folder = Path(folder)
+    if not (folder / "instances.json").is_file():
+        raise FileNotFoundError(
+            f"no toy scenes at {folder} (it has no instances.json): make them with "
+            "hqsam.data.generate_toy_scenes(data_root), or pass scenes=None to train on single objects only"
+        )
+    return CocoInstanceSource(folder / "images", folder / "instances.json", name="toy-scenes")
+
+
 def _generate_instances(target: Path, source_id: int, seed: int, num_images: int, overwrite: bool,
                         detections: bool) -> Path:
     from pycocotools import mask as mask_utils

@@ -370,7 +370,8 @@ def predict_coco(
     prompted = [image_id for image_id in image_ids if prompts.get(image_id)]
     settings = {"models": list(models), "hq_token_only": bool(hq_token_only), "prompts": _prompts_digest(prompts),
                 "model": _model_fingerprint(model)}
-    done = _read_journal(Path(journal), settings) if journal is not None else {}
+    journal = Path(journal) if journal is not None else None
+    done = _read_journal(journal, settings) if journal is not None else {}
     todo = [image_id for image_id in prompted if image_id not in done]
     bar = tqdm(total=len(prompted), initial=len(prompted) - len(todo), desc="COCO masks", unit="img",
                disable=not progress, leave=False)
@@ -389,7 +390,7 @@ def predict_coco(
                     for prompt, rle in zip(prompts[image_id], rles)
                 ]
         if journal is not None:
-            _append_journal(Path(journal), [{"image_id": image_id, "results": done[image_id]} for image_id in chunk])
+            _append_journal(journal, [{"image_id": image_id, "results": done[image_id]} for image_id in chunk])
         bar.update(len(chunk))
     bar.close()
     results = {name: [result for image_id in prompted for result in done[image_id][name]] for name in models}
@@ -655,17 +656,22 @@ def evaluate_coco(
 ) -> pd.DataFrame:
     """`predict_coco` then `coco_table` for SAM and HQ-SAM; with `output_dir`, also `write_coco_outputs`, and the
     predictions are journaled to `output_dir/JOURNAL` as they are made, so an interrupted run resumes."""
-    journal = None
-    if output_dir is not None:
-        Path(output_dir).mkdir(parents=True, exist_ok=True)
-        journal = Path(output_dir) / JOURNAL
     predictions = predict_coco(model, image_dir, annotation_file, detections, hq_token_only=hq_token_only,
                                oracle=oracle, max_images=max_images, images_per_pass=images_per_pass,
-                               score_threshold=score_threshold, progress=progress, journal=journal)
+                               score_threshold=score_threshold, progress=progress,
+                               journal=_journal_in(output_dir))
     table = coco_table(annotation_file, predictions, dilation_ratio)
     if output_dir is not None:
         write_coco_outputs(output_dir, predictions, table)
     return table
+
+
+def _journal_in(output_dir: Optional[PathLike]) -> Optional[Path]:
+    """The prediction journal in an output folder (made if missing); None without an output folder."""
+    if output_dir is None:
+        return None
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    return Path(output_dir) / JOURNAL
 
 
 def _check_models(models: Sequence[str]) -> Tuple[str, ...]:
@@ -710,15 +716,11 @@ def run_coco_command(args: argparse.Namespace) -> int:
                 raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
             print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
         model = build_hqsam(args.model_type, args.checkpoint).to(args.device)
-        journal = None
-        if args.output is not None:
-            Path(args.output).mkdir(parents=True, exist_ok=True)
-            journal = Path(args.output) / JOURNAL
         predictions = predict_coco(
             model, args.images, args.annotations, None if args.oracle else args.detections,
             hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
             images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, progress=args.progress,
-            journal=journal,
+            journal=_journal_in(args.output),
         )
         table = coco_table(args.annotations, predictions, args.dilation_ratio)
         if args.output is not None:

@@ -42,6 +42,13 @@ def parameter_sizes(model: HQSam) -> Dict[str, Dict[str, float]]:
     }
 
 
+def device_description(device: torch.device) -> str:
+    """What a timing ran on, for benchmark reports: the GPU's name, or the CPU with its torch thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
 def backbone_sizes(model_types: Sequence[str] = ("vit_b", "vit_l", "vit_h")) -> List[Dict[str, object]]:
     """Table 10's learnable-parameter column for real backbones, without weights: each model is built on the
     meta device (shapes only, no memory). One row {model, backbone, params_learnable_mb} per model and type."""

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter, save_state_dict
-from ..data.coco_source import CocoInstanceSource
 from ..data.layout import TOY_LAYOUT
-from ..data.sources import read_layout
+from ..data.sources import missing_sources, read_layout
+from ..data.toy_world import SCENES_DIR, generate_toy_scenes, generate_toy_world, read_toy_scenes
 from .examples import TrainingExamples, collate, epoch_batches
 from .head import embed_prompts, in_example_order
 
@@ -69,13 +69,7 @@ def train_toy_sam(
     )
     sources = read_layout(data_root, TOY_LAYOUT, split="train")
     if scenes is not None:
-        scenes = Path(scenes)
-        if not (scenes / "instances.json").is_file():
-            raise FileNotFoundError(
-                f"no toy scenes at {scenes} (it has no instances.json): make them with "
-                "hqsam.data.generate_toy_scenes(data_root), or pass scenes=None to train on single objects only"
-            )
-        sources.append(CocoInstanceSource(scenes / "images", scenes / "instances.json", name="toy-scenes"))
+        sources.append(read_toy_scenes(scenes))
     examples = TrainingExamples(
         ConcatDataset(sources),
         image_size=model.image_encoder.img_size,
@@ -134,9 +128,6 @@ def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = 
     sizes), then the toy SAM.
 
     A toy world already at `data_root` is used as it is, whatever its size."""
-    from ..data.sources import missing_sources
-    from ..data.toy_world import SCENES_DIR, generate_toy_scenes, generate_toy_world
-
     if missing_sources(data_root, TOY_LAYOUT):
         generate_toy_world(data_root)
     if not Path(sam_checkpoint).exists():
