@@ -15,7 +15,8 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from hqsam.data.coco_source import CocoInstanceSource
-from hqsam.data.hqseg44k import add_download_data_command, download_hqseg44k, marker_path
+from hqsam.data.archives import COCO_ARCHIVES, marker_path
+from hqsam.data.hqseg44k import add_download_data_command, download_coco, download_hqseg44k
 from hqsam.data.layout import HQSEG44K_LAYOUT, TOY_LAYOUT
 from hqsam.data.sources import (
     FolderSource,
@@ -354,8 +355,11 @@ def test_download_extracts_once(server, tmp_path):
     def run():
         return download_hqseg44k(root, ["DIS5K"], base_url=server.url, progress=False, downloads_dir=downloads)
 
+    def zips():
+        return [path for path in server.requests if path.endswith(".zip")]  # the mirror's SHA256SUMS aside
+
     assert run() == ["DIS5K"]
-    assert server.requests == ["/DIS5K.zip"]
+    assert zips() == ["/DIS5K.zip"]
     with zipfile.ZipFile(io.BytesIO(archive)) as zipped:
         for member in zipped.namelist():
             assert (root / member).read_bytes() == zipped.read(member)
@@ -363,20 +367,20 @@ def test_download_extracts_once(server, tmp_path):
     assert marker["sha256"] == hashlib.sha256(archive).hexdigest() and marker["entries"] == ["DIS5K"]
     assert sorted(path.name for path in root.iterdir()) == [".extracted-DIS5K.json", "DIS5K"]
 
-    before = snapshot(root)
-    assert run() == [] and server.requests == ["/DIS5K.zip"] and snapshot(root) == before
+    before, requests = snapshot(root), list(server.requests)
+    assert run() == [] and server.requests == requests and snapshot(root) == before
 
     (root / "DIS5K" / "stale.txt").write_text("from an older release")
     marker_path(root, "DIS5K").write_text(json.dumps({"sha256": "0" * 64}))  # marker of another archive
-    assert run() == ["DIS5K"] and server.requests == ["/DIS5K.zip"]  # the downloaded archive is reused
+    assert run() == ["DIS5K"] and zips() == ["/DIS5K.zip"]  # the downloaded archive is reused
     assert not (root / "DIS5K" / "stale.txt").exists()  # the older tree was replaced, not merged
 
     (downloads / "DIS5K.zip").unlink()
-    before = snapshot(root)
-    assert run() == [] and server.requests == ["/DIS5K.zip"] and snapshot(root) == before
+    before, requests = snapshot(root), list(server.requests)
+    assert run() == [] and server.requests == requests and snapshot(root) == before
 
     shutil.rmtree(root / "DIS5K")  # a deleted tree is downloaded and extracted again
-    assert run() == ["DIS5K"] and server.requests == ["/DIS5K.zip"] * 2
+    assert run() == ["DIS5K"] and zips() == ["/DIS5K.zip"] * 2
     assert (root / "DIS5K" / "DIS-VD" / "gt" / "b.png").is_file()
 
 
@@ -410,3 +414,101 @@ def test_download_data_command(server, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err and "/cascade_psp.zip" in server.requests
     with pytest.raises(SystemExit):
         parser.parse_args(["download-data", "--only", "coco_val2017"])
+
+
+def with_folders(members: dict) -> dict:
+    """`members` preceded by a directory entry for every folder they are in, as `zip -r` writes them."""
+    folders = {name[: index + 1] for name in members for index, char in enumerate(name) if char == "/"}
+    return {**{folder: b"" for folder in sorted(folders)}, **members}
+
+
+def hqseg44k_zip(name: str, wrapper: str, extra: dict = None) -> bytes:
+    """Archive `name` holding two pairs per source of HQSEG44K_LAYOUT under it, its folders under `wrapper`."""
+    members = {}
+    for spec in HQSEG44K_LAYOUT:
+        if spec.image_dir.startswith(f"{name}/"):
+            for stem in ("a", "b"):
+                members[f"{wrapper}{spec.image_dir[len(name) + 1:]}/{stem}.jpg"] = png_bytes(random_image(), "JPEG")
+                members[f"{wrapper}{spec.mask_dir[len(name) + 1:]}/{stem}.png"] = png_bytes(
+                    random_mask().astype(np.uint8) * 255
+                )
+    return make_zip({**with_folders(members), **(extra or {})})
+
+
+FORMS = {
+    "as released": {"DIS5K": "DIS5K/", "cascade_psp": "", "thin_object_detection": ""},
+    "all wrapped": {name: f"{name}/" for name in ("DIS5K", "cascade_psp", "thin_object_detection")},
+    "none wrapped": {"DIS5K": "", "cascade_psp": "", "thin_object_detection": ""},
+    "extra wrapper": {"DIS5K": "data/DIS5K/", "cascade_psp": "cascade_psp_v2/", "thin_object_detection": "release/"},
+}
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_download_data_finds_all_sources_whichever_form_the_archives_have(server, tmp_path, capsys, form):
+    for name, wrapper in FORMS[form].items():
+        server.files[f"{name}.zip"] = hqseg44k_zip(name, wrapper)
+    root = tmp_path / "root"
+    parser = argparse.ArgumentParser(prog="hqsam")
+    add_download_data_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["download-data", "--dir", str(root), "--downloads", str(tmp_path / "dl"),
+                              "--mirror", server.url, "--no-progress"])
+    assert args.func(args) == 0
+    out, err = capsys.readouterr()
+    assert "missing:" not in err and all(spec.name in out for spec in HQSEG44K_LAYOUT)
+    assert [len(source) for source in read_layout(root, HQSEG44K_LAYOUT)] == [2] * len(HQSEG44K_LAYOUT)
+    archives = ["DIS5K", "cascade_psp", "thin_object_detection"]
+    assert sorted(path.name for path in root.iterdir()) == sorted(
+        archives + [marker_path(root, name).name for name in archives]
+    )  # wrappers stripped, nothing at the root but the archives' folders
+
+    shutil.rmtree(root / "cascade_psp" / "ecssd")  # an expected folder deleted by hand is extracted again
+    assert download_hqseg44k(root, base_url=server.url, progress=False, downloads_dir=tmp_path / "dl") == [
+        "cascade_psp"
+    ]
+    assert len(list((root / "cascade_psp" / "ecssd").iterdir())) == 4
+
+
+@pytest.mark.parametrize("members", [
+    {"images/a.jpg": b"x", "masks/a.png": b"x"},
+    {"cascade_psp/DUTS-TE/a.jpg": b"x", "cascade_psp/fss_all/a.jpg": b"x"},  # three folders absent
+])
+def test_archive_in_no_known_form_is_refused_before_writing(server, tmp_path, members):
+    server.files["cascade_psp.zip"] = make_zip(with_folders(members))
+    root = tmp_path / "root"
+    with pytest.raises(ValueError) as error:
+        download_hqseg44k(root, ["cascade_psp"], base_url=server.url, progress=False, downloads_dir=tmp_path / "dl")
+    message = str(error.value)
+    tops = sorted({name.split("/")[0] for name in members})
+    for part in ["cascade_psp.zip", "DUTS-TE, DUTS-TR, MSRA_10K, ecssd, fss_all", ", ".join(tops)]:
+        assert part in message
+    assert not root.exists()
+
+
+def test_macos_metadata_is_skipped_and_counted(server, tmp_path, capsys):
+    metadata = {"__MACOSX/": b"", "__MACOSX/cascade_psp_v2/": b"", "__MACOSX/cascade_psp_v2/._ecssd": b"\0"}
+    server.files["cascade_psp.zip"] = hqseg44k_zip("cascade_psp", "cascade_psp_v2/", metadata)
+    root = tmp_path / "root"
+    assert download_hqseg44k(root, ["cascade_psp"], base_url=server.url, progress=False,
+                             downloads_dir=tmp_path / "dl") == ["cascade_psp"]
+    assert "skipped 3 macOS metadata member(s) under __MACOSX/" in capsys.readouterr().err
+    assert not list(root.rglob("*MACOSX*")) and not list(root.rglob("._*"))
+    assert sorted(path.name for path in (root / "cascade_psp").iterdir()) == [
+        "DUTS-TE", "DUTS-TR", "MSRA_10K", "ecssd", "fss_all"
+    ]
+
+
+def test_download_coco_extracts_val2017_and_its_annotations(server, tmp_path, coco_files):
+    image_dir, annotation_file = coco_files
+    images = {f"val2017/{path.name}": path.read_bytes() for path in sorted(image_dir.iterdir())}
+    server.files["val2017.zip"] = make_zip(with_folders(images))
+    server.files["annotations_trainval2017.zip"] = make_zip(with_folders({
+        "annotations/instances_val2017.json": annotation_file.read_bytes(),
+        "annotations/captions_val2017.json": b"{}",
+    }))
+    root, downloads = tmp_path / "coco", tmp_path / "dl"
+    assert download_coco(root, base_url=server.url, progress=False, downloads_dir=downloads) == list(COCO_ARCHIVES)
+    assert sorted(path.name for path in (root / "val2017").iterdir()) == ["lonely.jpg", "one.jpg", "two.jpg"]
+    assert (root / "annotations" / "captions_val2017.json").read_bytes() == b"{}"
+    source = CocoInstanceSource(root / "val2017", root / "annotations" / "instances_val2017.json")
+    assert source.annotation_ids == [11, 12]
+    assert download_coco(root, base_url=server.url, progress=False, downloads_dir=downloads) == []

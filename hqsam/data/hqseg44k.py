@@ -1,124 +1,43 @@
 """Download and extract HQSeg-44K (three zip archives) into a dataset root, once, and report what arrived.
 
-Extraction is idempotent and never leaves a half tree that looks complete: each archive is unpacked into a
-temporary folder inside the root, its top-level entries are then moved into place (replacing older copies), and
-only then is the marker `<root>/.extracted-<name>.json` written with the archive's SHA-256. A later run skips an
-archive whose marker exists, whose top-level entries are still in place, and whose downloaded archive still has
-that digest or was deleted to save space. A run interrupted before the marker appears extracts again and
-removes the leftover temporary folder. Members with absolute paths or `..` components are refused before
-anything is written.
+The archives end in the release's tree (`hqsam.data.layout.HQSEG44K_LAYOUT`) whether or not they wrap their
+folders; extraction and its guarantees are those of `hqsam.data.archives`, whose `download_coco` (COCO
+val2017 and its annotations) is re-exported here for the notebooks.
 """
 
 import argparse
-import json
-import os
-import re
-import shutil
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from ..io import atomic_write
-from ..download import REGISTRY, DownloadError, PathLike, default_directory, download, sha256_file
+from ..download import DownloadError, PathLike
+from ..profiles import get_profile
+from .archives import HQSEG44K_ARCHIVES, download_archives, download_coco
 from .layout import HQSEG44K_LAYOUT
 from .sources import missing_sources, read_layout, validation_report
 
-ARCHIVES = ("DIS5K", "cascade_psp", "thin_object_detection")
-DEFAULT_ROOT = Path("data/hqseg44k")
+__all__ = ["DEFAULT_ROOT", "add_download_data_command", "download_coco", "download_hqseg44k"]
 
-
-def marker_path(root: PathLike, name: str) -> Path:
-    return Path(root) / f".extracted-{name}.json"
-
-
-def _is_extracted(root: Path, name: str, archive: Path) -> bool:
-    """True if the marker exists, the entries it lists are in place, and the archive has its digest or is gone."""
-    marker = marker_path(root, name)
-    if not marker.is_file():
-        return False
-    try:
-        recorded = json.loads(marker.read_text())
-        digest, entries = recorded["sha256"], recorded.get("entries", [])
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-        return False
-    if not all((root / entry).exists() for entry in entries):
-        return False
-    return not archive.exists() or sha256_file(archive) == digest
-
-
-def _unsafe_member(member: str) -> bool:
-    parts = member.replace("\\", "/").split("/")
-    return member.startswith(("/", "\\")) or bool(re.match(r"[A-Za-z]:", member)) or ".." in parts
-
-
-def extract_zip(archive: PathLike, root: PathLike, name: str) -> List[str]:
-    """Unpack `archive` into `root` through a temporary folder; write its marker; return its top-level entries.
-
-    Raises ValueError, before writing anything, for a file that is not a zip archive or that holds a member
-    with an absolute path or a `..` component.
-    """
-    archive, root = Path(archive), Path(root)
-    if not zipfile.is_zipfile(archive):
-        raise ValueError(f"{archive} is not a zip archive; delete it and download it again")
-    root.mkdir(parents=True, exist_ok=True)
-    for leftover in root.glob(f".extracting-{name}-*"):
-        shutil.rmtree(leftover)
-    with zipfile.ZipFile(archive) as zipped:
-        unsafe = [member for member in zipped.namelist() if _unsafe_member(member)]
-        if unsafe:
-            raise ValueError(
-                f"{archive} holds {len(unsafe)} member(s) that would land outside {root} "
-                f"(e.g. {unsafe[0]!r}); refusing to extract it"
-            )
-        marker_path(root, name).unlink(missing_ok=True)  # the tree is about to change
-        staging = Path(tempfile.mkdtemp(prefix=f".extracting-{name}-", dir=root))
-        try:
-            zipped.extractall(staging / "new")
-            entries = sorted(entry.name for entry in (staging / "new").iterdir())
-            (staging / "old").mkdir()
-            for entry in entries:
-                if (root / entry).exists() or (root / entry).is_symlink():
-                    os.replace(root / entry, staging / "old" / entry)
-                os.replace(staging / "new" / entry, root / entry)
-        finally:
-            shutil.rmtree(staging)
-    marker = {"archive": archive.name, "sha256": sha256_file(archive), "entries": entries}
-    with atomic_write(marker_path(root, name), "w") as file:
-        json.dump(marker, file, indent=2)
-        file.write("\n")
-    return entries
+DEFAULT_ROOT = get_profile("paper").data_root
 
 
 def download_hqseg44k(
     root: PathLike,
-    archives: Sequence[str] = ARCHIVES,
+    archives: Sequence[str] = HQSEG44K_ARCHIVES,
     base_url: Optional[str] = None,
     progress: bool = True,
     downloads_dir: Optional[PathLike] = None,
 ) -> List[str]:
     """Download the HQSeg-44K `archives` (registry names) and extract each into `root`; return those extracted now.
 
-    Archives go to `downloads_dir` (default: `hqsam.download.default_directory("dataset")`, where
-    `hqsam download` puts them too); `base_url` is a mirror (see `hqsam.download.download`). Archives already
-    extracted (see the module docstring) use neither the network nor the disk.
+    See `hqsam.data.archives.download_archives` for where they are kept and when one is skipped.
     """
-    unknown = [name for name in archives if name not in REGISTRY]
+    unknown = [name for name in archives if name not in HQSEG44K_ARCHIVES]
     if unknown:
-        raise ValueError(f"unknown archive(s) {', '.join(unknown)}; HQSeg-44K's are {', '.join(ARCHIVES)}")
-    root = Path(root)
-    downloads = Path(downloads_dir) if downloads_dir is not None else default_directory("dataset")
-    extracted = []
-    for name in archives:
-        if _is_extracted(root, name, downloads / REGISTRY[name].filename):
-            continue
-        archive = download(name, downloads, base_url=base_url, progress=progress)
-        if progress:
-            print(f"extracting {archive} into {root}", file=sys.stderr)
-        extract_zip(archive, root, name)
-        extracted.append(name)
-    return extracted
+        raise ValueError(
+            f"unknown archive(s) {', '.join(unknown)}; HQSeg-44K's are {', '.join(HQSEG44K_ARCHIVES)}"
+        )
+    return download_archives(root, archives, base_url=base_url, progress=progress, downloads_dir=downloads_dir)
 
 
 def _run_download_data_command(args: argparse.Namespace) -> int:
@@ -169,8 +88,8 @@ def add_download_data_command(
     )
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.add_argument(
-        "--only", nargs="+", choices=ARCHIVES, default=list(ARCHIVES), metavar="NAME",
-        help=f"archives to fetch (default: all of {', '.join(ARCHIVES)})",
+        "--only", nargs="+", choices=HQSEG44K_ARCHIVES, default=list(HQSEG44K_ARCHIVES), metavar="NAME",
+        help=f"archives to fetch (default: all of {', '.join(HQSEG44K_ARCHIVES)})",
     )
     parser.set_defaults(func=_run_download_data_command)
     return parser
