@@ -24,8 +24,12 @@ test: $(INSTALLED)
 
 # The README's main command: every notebook in order with papermill (toy profile by default; stages already
 # run are skipped, FORCE=1 reruns them). On a GPU machine with internet: make reproduce PROFILE=paper NGPUS=8
+# MIRROR=URL downloads from a mirror, MODEL_TYPE=vit_b picks the paper profile's backbone, OUT=DIR puts data,
+# checkpoints, runs and results under DIR, ARGS='-p NAME=VALUE ...' passes notebook parameters.
 reproduce: $(INSTALLED)
-	$(PY) -m hqsam.reproduce --profile $(PROFILE) --ngpus $(NGPUS) $(if $(FORCE),--force,)
+	$(PY) -m hqsam.reproduce --profile $(PROFILE) --ngpus $(NGPUS) $(if $(FORCE),--force,) \
+		$(if $(MIRROR),--mirror $(MIRROR),) $(if $(MODEL_TYPE),--model-type $(MODEL_TYPE),) \
+		$(if $(OUT),--root $(OUT),) $(if $(DEVICE),--device $(DEVICE),) $(ARGS)
 
 bench: $(INSTALLED)
 	$(PY) benchmarks/latency.py

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hqsam import reproduce
-from hqsam.notebook import check_parameters, profile_paths, quick_requested
+from hqsam.notebook import check_parameters, quick_requested
+from hqsam.profiles import get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -39,9 +40,16 @@ def test_papermill_reads_every_parameter(notebook):
 
 
 def test_profiles_keep_their_files_apart(monkeypatch):
-    toy, quick, paper = profile_paths("toy", Path("r")), profile_paths("toy", Path("r"), True), profile_paths("paper", Path("r"))
+    toy, quick, paper = get_profile("toy", Path("r")), get_profile("toy", Path("r"), True), get_profile("paper", Path("r"))
     assert toy.hq_checkpoint == Path("r/runs/toy/train/sam_hq_toy.pth") and toy.results == Path("r/results/toy")
     assert quick.data_root == Path("r/.quick/data/toy") and paper.data_root == Path("r/data/hqseg44k")
+    assert paper.sam_checkpoint == Path("r/checkpoints/sam_vit_l_0b3195.pth") and toy.checkpoint_names == ()
+    vit_b = get_profile("paper", Path("r"), model_type="vit_b")
+    assert vit_b.hq_checkpoint == Path("r/checkpoints/sam_hq_vit_b.pth") and vit_b.checkpoint_names == ("sam_vit_b", "sam_hq_vit_b")
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        get_profile("paper", model_type="vit_x")
+    with pytest.raises(ValueError, match="toy backbone only"):
+        get_profile("toy", model_type="vit_b")
     monkeypatch.setenv("HQSAM_QUICK", "1")
     assert quick_requested(False)
     monkeypatch.setenv("HQSAM_QUICK", "0")
@@ -59,21 +67,36 @@ def test_an_invalid_papermill_parameter_stops_the_notebook_at_its_first_cell(tmp
     assert not (tmp_path / "data").exists()
 
 
+def _notebook_with_parameters(path: Path, source: str) -> None:
+    cell = {"cell_type": "code", "id": "parameters", "metadata": {"tags": ["parameters"]}, "source": source, "outputs": [],
+            "execution_count": None}
+    path.write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
+                                "nbformat": 4, "nbformat_minor": 5}))
+
+
 def test_reproduce_skips_finished_stages_and_fills_the_readme(tmp_path, monkeypatch, capsys):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    for name in ("01_a.ipynb", "02_b.ipynb"):
-        (notebooks / name).write_text("{}")
+    _notebook_with_parameters(notebooks / "01_a.ipynb", 'profile = "toy"\nroot = "."\nmirror = None\n')
+    _notebook_with_parameters(notebooks / "02_b.ipynb", 'profile = "toy"\nngpus = 1\nmax_images = None\n')
     (tmp_path / "runs" / "toy" / "notebooks").mkdir(parents=True)
     (tmp_path / "runs" / "toy" / "notebooks" / "01_a.ipynb").write_text("{}")
     ran = []
     monkeypatch.setattr(reproduce, "ROOT", tmp_path)
     monkeypatch.setattr(reproduce, "NOTEBOOKS", notebooks)
-    monkeypatch.setattr(reproduce.papermill, "execute_notebook", lambda src, out, **kw: ran.append(Path(src).name) or Path(out).write_text("{}"))
-    reproduce.run("toy")
-    assert ran == ["02_b.ipynb"] and "01_a.ipynb: done before" in capsys.readouterr().out
-    reproduce.run("toy", force=True)
-    assert ran == ["02_b.ipynb", "01_a.ipynb", "02_b.ipynb"]
+    monkeypatch.setattr(reproduce.papermill, "execute_notebook",
+                        lambda src, out, parameters, **kw: ran.append((Path(src).name, parameters)) or Path(out).write_text("{}"))
+    reproduce.run("toy", root=tmp_path, extra={"max_images": 2})
+    assert ran == [("02_b.ipynb", {"profile": "toy", "ngpus": 1, "max_images": 2})]  # only the parameters it declares
+    assert "01_a.ipynb: done before" in capsys.readouterr().out
+    reproduce.run("toy", force=True, root=tmp_path, extra={"mirror": "http://127.0.0.1:1"})
+    assert [name for name, _ in ran] == ["02_b.ipynb", "01_a.ipynb", "02_b.ipynb"]
+    assert ran[1][1] == {"profile": "toy", "root": str(tmp_path.resolve()), "mirror": "http://127.0.0.1:1"}
+    with pytest.raises(ValueError, match="no notebook has the parameter"):
+        reproduce.run("toy", root=tmp_path, extra={"max_imgs": 2})
+    assert reproduce.parse_parameters(["a=2", "b=[x=1,y]", "c=null"]) == {"a": 2, "b": ["x=1", "y"], "c": None}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        reproduce.parse_parameters(["2a"])
 
     tables = tmp_path / "results" / "toy" / "tables"
     tables.mkdir(parents=True)

@@ -4,36 +4,31 @@ import argparse
 import warnings
 from pathlib import Path
 
-import torch
-
 from ..build import build_hqsam
 from ..data.layout import LAYOUTS
 from ..data.sources import read_layout
+from ..profiles import PROFILES, get_profile, resolve_device
 from .coco import add_coco_arguments
 from .hq_benchmark import evaluate_hq_datasets, summarize
 from .robustness import evaluate_box_noise, evaluate_points, summarize_robustness
 from .speed import measure_speed
 
-PROFILE_DEFAULTS = {
-    "toy": {"layout": "toy", "data_root": "data/toy", "checkpoint": "runs/toy/train/sam_hq_toy.pth"},
-    "paper": {"layout": "hqseg44k", "data_root": "data/hqseg44k", "checkpoint": "checkpoints/sam_hq_vit_l.pth"},
-}
-
-
 def load_model(args: argparse.Namespace):
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         model = build_hqsam(args.model_type, args.checkpoint)
-    return model.to(device)
+    return model.to(resolve_device(args.device))
 
 
 def _fill_profile(args: argparse.Namespace) -> None:
-    for key, value in PROFILE_DEFAULTS[args.profile].items():
+    """Paths not given on the command line come from the profile (hqsam.profiles)."""
+    backbone = args.model_type if args.profile == "paper" and args.model_type != "auto" else None
+    profile = get_profile(args.profile, model_type=backbone)
+    defaults = {"layout": profile.layout, "data_root": profile.data_root, "checkpoint": profile.hq_checkpoint,
+                "output": profile.results}
+    for key, value in defaults.items():
         if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    if args.output is None:
-        args.output = f"results/{args.profile}"
+            setattr(args, key, str(value))
 
 
 def _run_hq(args: argparse.Namespace) -> int:
@@ -80,9 +75,8 @@ def _save_study(rows, summary, output: Path, name: str) -> int:
 
 
 def _run_speed(args: argparse.Namespace) -> int:
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     for model_type in args.model_types:
-        result = measure_speed(model_type, device=device, repeats=args.repeats)
+        result = measure_speed(model_type, device=resolve_device(args.device), repeats=args.repeats)
         print(
             f"{model_type} on {result['device']}: SAM {result['SAM']['fps']:.2f} FPS, HQ-SAM {result['HQ-SAM']['fps']:.2f} "
             f"FPS (ratio {result['HQ-SAM']['fps'] / result['SAM']['fps']:.3f}); learnable "
@@ -92,7 +86,7 @@ def _run_speed(args: argparse.Namespace) -> int:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=sorted(PROFILE_DEFAULTS), default="toy", help="defaults for the paths")
+    parser.add_argument("--profile", choices=PROFILES, default="toy", help="defaults for the paths (hqsam.profiles)")
     parser.add_argument("--checkpoint", default=None, help="HQ-SAM checkpoint (default: the profile's)")
     parser.add_argument("--model-type", default="auto", help="vit_b, vit_l, vit_h, toy or auto (from the weights)")
     parser.add_argument("--output", default=None, help="results folder (default: results/PROFILE)")
