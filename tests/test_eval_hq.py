@@ -1,4 +1,7 @@
-"""The HQ benchmark protocol end to end on a small toy world: per-image rows, summaries, resume, the CLI."""
+"""The HQ benchmark protocol end to end on a small toy world: per-image rows, summaries, resume, sharding over
+processes, the encoder's precision, the CLI."""
+
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -10,7 +13,9 @@ import hqsam
 from conftest import randomize_
 from hqsam.cli import main
 from hqsam.data import TOY_LAYOUT, generate_toy_world, read_layout
-from hqsam.eval import evaluate_hq_datasets, summarize
+from hqsam.eval import evaluate_box_noise, evaluate_hq_datasets, evaluate_points, summarize
+from hqsam.eval.coco import box_logits
+from hqsam.eval.hq_benchmark import shard_chunks
 from hqsam.metrics import boundary_iou, mask_iou
 
 
@@ -62,7 +67,7 @@ def test_interrupted_evaluation_resumes_without_redoing_images(world, model, tmp
     cut.to_csv(rows_file, index=False)
     calls = []
     original = hqsam.eval.hq_benchmark._score_chunk
-    hqsam.eval.hq_benchmark._score_chunk = lambda m, d, chunk, h: calls.append(len(chunk)) or original(m, d, chunk, h)
+    hqsam.eval.hq_benchmark._score_chunk = lambda m, d, c, *more: calls.append(len(c)) or original(m, d, c, *more)
     try:
         resumed = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
     finally:
@@ -72,6 +77,51 @@ def test_interrupted_evaluation_resumes_without_redoing_images(world, model, tmp
     pd.testing.assert_frame_equal(
         resumed.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True), check_dtype=False
     )
+
+
+def test_shards_score_every_image_once_in_its_single_process_chunk():
+    images = [range(0, 7), range(2, 5), range(0, 0), range(0, 1)]  # per source; the second resumed at image 2
+    single = shard_chunks(images, 3, (0, 1))
+    assert [chunk[1:] for chunk in single] == [(0, 0, 3), (0, 3, 6), (0, 6, 7), (1, 2, 5), (3, 0, 1)]
+    everything = Counter((source, i) for source, todo in enumerate(images) for i in todo)
+    for world in (2, 3, 7):
+        shards = [shard_chunks(images, 3, (rank, world)) for rank in range(world)]
+        assert sorted(chunk for shard in shards for chunk in shard) == single  # the same chunks, each on one rank
+        scored = Counter((source, i) for shard in shards for _, source, first, end in shard for i in range(first, end))
+        assert scored == everything
+        assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+def test_sharding_refuses_bad_shards_and_a_rows_file(world, model, tmp_path):
+    sources = read_layout(world, TOY_LAYOUT, split="val")
+    with pytest.raises(ValueError, match="0 <= rank < world"):
+        evaluate_hq_datasets(model, sources, shard=(2, 2), progress=False)
+    with pytest.raises(ValueError, match="rows_file .* single process"):
+        evaluate_hq_datasets(model, sources, shard=(0, 2), rows_file=tmp_path / "rows.csv", progress=False)
+
+
+def test_precision_reaches_the_encoder_of_every_evaluation(world, model, monkeypatch):
+    """HQ benchmark, box noise and points (through `encode`), COCO (`box_logits`): one encoder helper, one keyword."""
+    seen = []
+    real = hqsam.eval.hq_benchmark.encode_pixels
+
+    def spy(model, pixels, precision="fp32"):
+        seen.append(precision)
+        return real(model, pixels, precision)
+
+    monkeypatch.setattr(hqsam.eval.hq_benchmark, "encode_pixels", spy)
+    monkeypatch.setattr(hqsam.eval.coco, "encode_pixels", spy)
+    sources = read_layout(world, TOY_LAYOUT, split="val")[:1]
+    evaluate_hq_datasets(model, sources, max_images=1, progress=False, precision="bf16")
+    evaluate_box_noise(model, sources, scales=(0.0,), max_images=1, progress=False, precision="bf16")
+    evaluate_points(model, sources, settings=((1, 0),), max_images=1, progress=False, precision="bf16")
+    image = sources[0][0].image
+    list(box_logits(model, [image], [np.array([[2.0, 2.0, 30.0, 30.0]])], precision="bf16"))
+    assert seen == ["bf16"] * 4
+    evaluate_hq_datasets(model, sources, max_images=1, progress=False)
+    assert seen[-1] == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        evaluate_hq_datasets(model, sources, max_images=1, progress=False, precision="half")
 
 
 def test_cli_writes_rows_and_summary(world, model, tmp_path, capsys):

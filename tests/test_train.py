@@ -1,5 +1,6 @@
-"""Training: batched decoding equals per-image decoding, DDP (gloo, 2 processes) equals one process with the
-global batch, a killed and resumed run equals an uninterrupted one, the export loads in the authors' package."""
+"""Training: batched decoding equals per-image decoding, DDP (gloo, 2 processes) and gradient accumulation equal
+one process with the global batch (validation included), a killed and resumed run equals an uninterrupted one, the
+export loads in the authors' package."""
 
 import os
 import signal
@@ -22,6 +23,7 @@ from hqsam.train.config import TrainConfig
 from hqsam.train.examples import TrainingExamples, collate
 from hqsam.train.head import HQLogits, embed_prompts, encode_frozen, hq_state
 from hqsam.train.logs import CsvLog
+from hqsam.train.loop import micro_batches
 from hqsam.data import read_layout, TOY_LAYOUT
 from torch.utils.data import ConcatDataset
 
@@ -58,8 +60,8 @@ def finish(process: subprocess.Popen, timeout: float = 300) -> str:
 
 def overrides(toy_world, toy_sam_checkpoint, output, **extra):
     values = dict(data_root=toy_world, sam_checkpoint=toy_sam_checkpoint, output_dir=output, progress="false",
-                  val_every=0, loss_points=256, **extra)
-    return [f"{k}={v}" for k, v in values.items()]
+                  val_every=0, loss_points=256)
+    return [f"{k}={v}" for k, v in {**values, **extra}.items()]
 
 
 def hq_weights(path) -> dict:
@@ -97,6 +99,19 @@ def test_batched_decoding_equals_per_image_decoding(toy_world, toy_sam_checkpoin
         torch.testing.assert_close(batched[i : i + 1], single, atol=1e-4, rtol=0)
 
 
+def test_precision_switches_the_frozen_encoder_and_fp32_is_the_plain_encoder(toy_model):
+    images = torch.rand(2, 3, TOY_SIZE, TOY_SIZE, generator=torch.Generator().manual_seed(0)) * 255.0
+    with torch.no_grad():
+        plain = toy_model.encode_image(toy_model.preprocess(images))
+    fp32, bf16 = encode_frozen(toy_model, images), encode_frozen(toy_model, images, precision="bf16")
+    for expected, full, half in zip(plain, fp32, bf16):
+        assert torch.equal(full, expected)
+        assert half.dtype == torch.float32 and (half - expected).abs().max() > 1e-3  # bf16 really ran
+        assert (half - expected).norm() / expected.norm() < 0.03  # ... and stays close
+    with pytest.raises(ValueError, match="precision must be one of .*'fp16'"):
+        encode_frozen(toy_model, images, precision="fp16")
+
+
 def test_examples_are_keyed_by_sample_not_by_call_order(toy_world):
     examples = TrainingExamples(
         ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), TOY_SIZE, (64, 64), seed=7,
@@ -111,24 +126,43 @@ def test_examples_are_keyed_by_sample_not_by_call_order(toy_world):
     assert torch.equal(cycled[(0, 4)]["image"], cycled[(2, 4)]["image"])  # the cached-embedding mode
 
 
-def test_two_processes_equal_one_with_the_global_batch(toy_world, toy_sam_checkpoint, tmp_path):
+def train_run(toy_world, toy_sam_checkpoint, output: Path, processes: int, **extra) -> Path:
+    """A 3-step run of batch 8 (one epoch of the 24 images), validated on 2 images of each of the 4 val sets."""
     # lr 1e-4: Adam turns float-rounding differences of near-zero gradients (a sum over 8 samples in one process,
     # 2 x 4 all-reduced in two) into steps of up to lr, so the tolerance is only meaningful well below lr.
-    common = overrides(toy_world, toy_sam_checkpoint, None, batch_size=8, max_steps=3, epochs=1, lr=1e-4)
-    common = [c for c in common if not c.startswith("output_dir")]
-    single = run_cli(["-m", "hqsam", "train", "--config", "toy", *common, f"output_dir={tmp_path / 'one'}"])
-    out_single = finish(single)
-    assert single.returncode == 0, out_single
-    double = run_cli(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hqsam", "train",
-                      "--config", "toy", *common, f"output_dir={tmp_path / 'two'}"])
-    out_double = finish(double)
-    assert double.returncode == 0, out_double
-    one, two = hq_weights(tmp_path / "one" / "sam_hq_toy.pth"), hq_weights(tmp_path / "two" / "sam_hq_toy.pth")
-    assert_same_weights(one, two, 1e-5)
-    assert_trained(one, toy_sam_checkpoint, moved=1e-5)
-    losses_one = pd.read_csv(tmp_path / "one" / "steps.csv")["loss"].to_numpy()
-    losses_two = pd.read_csv(tmp_path / "two" / "steps.csv")["loss"].to_numpy()
-    np.testing.assert_allclose(losses_one, losses_two, atol=1e-5)
+    settings = dict(batch_size=8, max_steps=3, epochs=1, lr=1e-4, val_every=1, max_val_images=2, **extra)
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes > 1 else []
+    run = run_cli([*launcher, "-m", "hqsam", "train", "--config", "toy",
+                   *overrides(toy_world, toy_sam_checkpoint, output, **settings)])
+    printed = finish(run)
+    assert run.returncode == 0, printed
+    return output
+
+
+@pytest.fixture(scope="module")
+def one_pass_run(toy_world, toy_sam_checkpoint, tmp_path_factory) -> Path:
+    output = train_run(toy_world, toy_sam_checkpoint, tmp_path_factory.mktemp("one_pass"), processes=1)
+    assert_trained(hq_weights(output / "sam_hq_toy.pth"), toy_sam_checkpoint, moved=1e-5)
+    return output
+
+
+@pytest.mark.parametrize("processes, batch_per_gpu", [(2, None), (1, 2), (2, 2)])
+def test_split_batches_equal_one_pass_of_the_global_batch(
+    toy_world, toy_sam_checkpoint, one_pass_run, tmp_path, processes, batch_per_gpu
+):
+    """2 processes x 4, 1 process x 4 micro-steps of 2, 2 processes x 2 micro-steps of 2: all one step of 8."""
+    extra = {} if batch_per_gpu is None else {"batch_per_gpu": batch_per_gpu}
+    split = train_run(toy_world, toy_sam_checkpoint, tmp_path / "split", processes, **extra)
+    assert_same_weights(hq_weights(one_pass_run / "sam_hq_toy.pth"), hq_weights(split / "sam_hq_toy.pth"), 1e-5)
+    losses_one = pd.read_csv(one_pass_run / "steps.csv")["loss"].to_numpy()
+    losses_split = pd.read_csv(split / "steps.csv")["loss"].to_numpy()
+    np.testing.assert_allclose(losses_one, losses_split, atol=1e-5)
+    assert (split / "val_epoch1.csv").read_text() == (one_pass_run / "val_epoch1.csv").read_text()
+    epochs_one, epochs_split = pd.read_csv(one_pass_run / "epochs.csv"), pd.read_csv(split / "epochs.csv")
+    validation = [column for column in epochs_one.columns if column not in ("epoch", "train_loss")]
+    assert len(validation) == 2 * 10  # SAM and HQ-SAM x (4 sets + average) x (mIoU, mBIoU)
+    pd.testing.assert_frame_equal(epochs_one[validation], epochs_split[validation], check_exact=True)
+    np.testing.assert_allclose(epochs_one["train_loss"], epochs_split["train_loss"], atol=1e-5)
 
 
 def test_killed_run_resumes_to_the_same_weights(toy_world, toy_sam_checkpoint, tmp_path):
@@ -190,8 +224,25 @@ def test_config_errors_are_clear(tmp_path):
         load_config("nope")
     with pytest.raises(ValueError, match="prompt_kinds"):
         TrainConfig(prompt_kinds=("box", "scribble"))
+    for bad, message in [({"batch_per_gpu": 0}, "batch_per_gpu must be at least 1"), ({"target": "hard"}, "target"),
+                         ({"precision": "fp16"}, "precision must be one of"), ({"dist_timeout_min": 0}, "timeout")]:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**bad)
     config = load_config("paper", ["epochs=2", "scale_range=[0.5, 1.5]"])
     assert config.epochs == 2 and config.scale_range == (0.5, 1.5) and config.lr == 1e-3 and config.batch_size == 32
+    assert (config.batch_per_gpu, config.target, config.precision) == (4, "soft", "fp32")
+    toy = load_config("toy")
+    assert (toy.batch_per_gpu, toy.target, toy.precision) == (None, "binary", "fp32")
+
+
+def test_global_batch_splits_into_processes_and_micro_steps(tmp_path):
+    assert micro_batches(32, 4, 8) == (4, 1) and micro_batches(32, 4, 1) == (32, 8)  # (per process, micro-steps)
+    assert micro_batches(8, None, 2) == (4, 1)
+    for batch_size, batch_per_gpu, world in [(8, 3, 1), (12, 4, 2), (9, None, 2)]:
+        with pytest.raises(ValueError, match=f"must be a multiple of {world} processes x batch_per_gpu"):
+            micro_batches(batch_size, batch_per_gpu, world)
+    with pytest.raises(ValueError, match="batch_size 8 .* batch_per_gpu 3"):  # before any model or data is read
+        hqsam.train.fit(TrainConfig(batch_size=8, batch_per_gpu=3, output_dir=str(tmp_path), progress=False))
 
 
 def test_resume_refuses_a_changed_recipe(toy_world, toy_sam_checkpoint, tmp_path):
@@ -199,6 +250,14 @@ def test_resume_refuses_a_changed_recipe(toy_world, toy_sam_checkpoint, tmp_path
     changed = load_config("toy", overrides(toy_world, toy_sam_checkpoint, tmp_path, batch_size=4, max_steps=2))
     with pytest.raises(ValueError, match="recipe changed.*batch_size"):
         hqsam.train.fit(changed, resume=True)
+    changed = load_config("toy", overrides(toy_world, toy_sam_checkpoint, tmp_path, batch_size=8, max_steps=2,
+                                           target="soft", precision="bf16"))
+    with pytest.raises(ValueError, match=r"recipe changed.*\(target, precision\)"):
+        hqsam.train.fit(changed, resume=True)
+    # Micro-batching does not change the steps (resuming on another number of GPUs is legitimate).
+    regrouped = load_config("toy", overrides(toy_world, toy_sam_checkpoint, tmp_path, batch_size=8, max_steps=2,
+                                             batch_per_gpu=4))
+    assert hqsam.train.fit(regrouped, resume=True).steps == 2
 
 
 def test_csv_log_drops_rows_past_the_resumed_state(tmp_path):

@@ -1,5 +1,5 @@
-"""Training augmentation, prompts and loss: each checked against a value computed another way, and every random
-draw reproducible from the per-sample generator."""
+"""Training augmentation, prompts, soft targets and loss: each checked against a value computed another way, and
+every random draw reproducible from the per-sample generator."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes
 
+from hqsam.data.sources import FolderSource
 from hqsam.train.augment import hflip, large_scale_jitter
+from hqsam.train.examples import AUGMENT_STREAM, TARGETS, TrainingExamples, keyed_generator
 from hqsam.train.loss import bce_loss, dice_loss, mask_loss, point_sample, uncertain_point_coords
 from hqsam.prompts import boxes_from_masks, choose_prompt_types, noisy_mask, sample_points
 
@@ -118,7 +120,7 @@ def test_lsj_large_scale_crops_a_random_window():
     "image, mask, kwargs, message",
     [
         (torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), {}, "3 x H x W image"),
-        (torch.zeros(3, 8, 8), torch.zeros(8, 8), {}, "1 x H x W mask"),
+        (torch.zeros(3, 8, 8), torch.zeros(8, 8), {}, "K x H x W mask"),
         (torch.zeros(3, 8, 8), torch.zeros(1, 8, 9), {}, "differ"),
         (torch.zeros(3, 8, 8), torch.zeros(1, 8, 8), {"scale_range": (2.0, 1.0)}, "scale_range"),
         (torch.zeros(3, 8, 8), torch.zeros(1, 8, 8), {"scale_range": (0.0, 1.0)}, "scale_range"),
@@ -300,3 +302,69 @@ def test_mask_loss_bad_input():
         mask_loss(torch.zeros(2, 3, 8, 8), torch.zeros(2, 1, 8, 8), [gen(0), gen(1)], num_points=4)
     with pytest.raises(ValueError, match="targets must be B x 1 x H x W"):
         mask_loss(logits, torch.zeros(3, 1, 8, 8), [gen(0), gen(1)], num_points=4)
+
+
+# --- soft targets -----------------------------------------------------------------------------------------------
+
+
+def anti_aliased_folder(tmp_path, size: int = 32):
+    """A folder source of two samples: an anti-aliased 0/255 disc and the same disc stored 0/1."""
+    from PIL import Image
+
+    images, masks = tmp_path / "im", tmp_path / "gt"
+    images.mkdir(), masks.mkdir()
+    ys, xs = np.mgrid[:size, :size]
+    distance = np.hypot(ys - 13.3, xs - 17.6) - 9.0  # negative inside
+    gray = np.round(255 * np.clip(0.5 - distance / 2.5, 0, 1)).astype(np.uint8)  # a ~2.5 px soft edge
+    for stem, mask in (("aa", gray), ("zero_one", (gray > 128).astype(np.uint8))):
+        Image.fromarray(np.full((size, size, 3), 90, np.uint8)).save(images / f"{stem}.jpg")
+        Image.fromarray(mask).save(masks / f"{stem}.png")
+    return FolderSource("aa", images, masks), gray
+
+
+def test_folder_samples_keep_the_grayscale_as_the_soft_gt(tmp_path):
+    source, gray = anti_aliased_folder(tmp_path)
+    anti_aliased, zero_one = source[0], source[1]
+    edge = (gray > 0) & (gray < 255)
+    assert edge.sum() > 20
+    assert anti_aliased.soft.dtype == np.float32 and np.array_equal(anti_aliased.soft, gray.astype(np.float32) / 255)
+    assert ((anti_aliased.soft[edge] > 0) & (anti_aliased.soft[edge] < 1)).all()
+    assert np.array_equal(anti_aliased.mask, gray > 128)
+    assert np.array_equal(zero_one.soft, (gray > 128).astype(np.float32))  # a 0/1 mask's soft GT is 0/1
+
+
+def test_soft_targets_follow_the_mask_and_the_prompts_stay_binary(tmp_path):
+    source, gray = anti_aliased_folder(tmp_path)
+    settings = dict(source=source, image_size=32, mask_input_size=(8, 8), seed=3, flip_prob=0.5, num_points=4,
+                    prompt_kinds=("box", "point", "noise_mask"))
+    identity = dict(settings, scale_range=(1.0, 1.0), flip_prob=0.0)
+    soft = TrainingExamples(**identity, target="soft")[(0, 0)]["target"]
+    assert torch.equal(soft[0], torch.from_numpy(gray.astype(np.float32) / 255))
+    binary = TrainingExamples(**identity, target="binary")[(0, 0)]["target"]
+    assert torch.equal(binary[0], torch.from_numpy(gray > 128).float())
+
+    jittered = {target: TrainingExamples(**settings, scale_range=(0.5, 2.0), target=target) for target in TARGETS}
+    gt = {"binary": torch.from_numpy(gray > 128).float(), "soft": torch.from_numpy(gray.astype(np.float32) / 255)}
+    image = torch.full((3, 32, 32), 90.0)  # the image does not change the masks' augmentation
+    kinds = set()
+    for epoch in range(6):
+        examples = {target: jittered[target][(epoch, 0)] for target in TARGETS}
+        for target in TARGETS:  # today's flip and jitter, with the sample's augmentation key
+            generator = keyed_generator(3, epoch, 0, AUGMENT_STREAM)
+            _, flipped = hflip(image, gt[target][None], generator, p=0.5)
+            by_hand = large_scale_jitter(image, flipped, 32, generator, scale_range=(0.5, 2.0))[1]
+            assert torch.equal(examples[target]["target"], by_hand)
+        assert not torch.equal(examples["soft"]["target"], examples["binary"]["target"])
+        assert torch.equal(examples["soft"]["image"], examples["binary"]["image"])
+        kind = examples["soft"]["kind"]
+        assert kind == examples["binary"]["kind"]
+        kinds.add(kind)
+        for key in ("box", "points", "mask_input"):  # the prompts come from the binarised mask either way
+            if key in examples["binary"]:
+                assert torch.equal(examples["soft"][key], examples["binary"][key])
+        targets = torch.stack([examples["soft"]["target"], examples["binary"]["target"]])
+        bce, dice = mask_loss(torch.zeros(2, 1, 8, 8), targets, [gen(0), gen(1)], num_points=16)  # both accepted
+        assert torch.isfinite(bce) and torch.isfinite(dice)
+    assert len(kinds) > 1
+    with pytest.raises(ValueError, match="target must be one of"):
+        TrainingExamples(**identity, target="gray")

@@ -4,7 +4,8 @@ Mask conventions. HQSeg-44K stores masks as 0/255 grayscale PNGs and the protoco
 Users' data often stores 0/1 instead, which a fixed > 128 threshold turns into empty masks (and near-zero IoU)
 without any error. `read_mask` therefore looks at the values: a mask whose maximum is 1 is 0/1 and binarised at
 > 0; any other mask is 0/255 (anti-aliased values included) and binarised at > 128. RGB, RGBA, palette and
-1-bit masks are converted to 8-bit grayscale ("L") first.
+1-bit masks are converted to 8-bit grayscale ("L") first. A FolderSource sample also keeps that grayscale on the
+same scale, as `soft` in [0, 1] (the release trains against it).
 
 Validation cost. HQSeg-44K has 44K pairs, and its DIS5K images are up to about 24 megapixels. Validation
 decodes every mask (needed to find empty masks and the convention) but only the header of every image (format,
@@ -34,11 +35,16 @@ SHOWN_NAMES = 5
 
 @dataclass
 class Sample:
-    """One training or evaluation pair: `image` H x W x 3 uint8 RGB, `mask` H x W bool, `name` "source/stem"."""
+    """One training or evaluation pair: `image` H x W x 3 uint8 RGB, `mask` H x W bool, `name` "source/stem".
+
+    `soft` is the GT before binarisation, H x W float32 in [0, 1] (a 0/255 mask / 255, a 0/1 mask as it is), for
+    training against the soft GT as the release does; None where the source has no grayscale (COCO polygons).
+    """
 
     image: np.ndarray
     mask: np.ndarray
     name: str
+    soft: Optional[np.ndarray] = None
 
 
 @dataclass
@@ -150,14 +156,18 @@ def binarize_mask(gray: np.ndarray) -> Tuple[np.ndarray, str]:
     return mask, (convention if mask.any() else "empty")
 
 
-def read_mask(path: PathLike) -> Tuple[np.ndarray, str]:
-    """Read a mask file as (H x W bool, convention "0/255" | "0/1" | "empty"); ValueError if unreadable."""
+def read_gray_mask(path: PathLike) -> np.ndarray:
+    """Read a mask file as H x W uint8 grayscale, not binarised; ValueError if unreadable."""
     try:
         with Image.open(path) as image:
-            gray = np.asarray(image if image.mode == "L" else image.convert("L"))
+            return np.asarray(image if image.mode == "L" else image.convert("L"))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         raise ValueError(f"cannot read mask {path}: {error}") from error
-    return binarize_mask(gray)
+
+
+def read_mask(path: PathLike) -> Tuple[np.ndarray, str]:
+    """Read a mask file as (H x W bool, convention "0/255" | "0/1" | "empty"); ValueError if unreadable."""
+    return binarize_mask(read_gray_mask(path))
 
 
 def image_size(path: PathLike) -> Tuple[int, int]:
@@ -287,13 +297,15 @@ class FolderSource:
 
     def __getitem__(self, index: int) -> Sample:
         image = read_image(self._images[index])
-        mask, _ = read_mask(self._masks[index])
+        gray = read_gray_mask(self._masks[index])
+        mask, convention = binarize_mask(gray)
         if mask.shape != image.shape[:2]:
             raise ValueError(
                 f"mask {self._masks[index]} is {mask.shape[1]}x{mask.shape[0]} but image {self._images[index]} "
                 f"is {image.shape[1]}x{image.shape[0]}"
             )
-        return Sample(image=image, mask=mask, name=f"{self.name}/{self.stems[index]}")
+        soft = gray.astype(np.float32) / (1.0 if convention == "0/1" else 255.0)
+        return Sample(image=image, mask=mask, name=f"{self.name}/{self.stems[index]}", soft=soft)
 
     def __repr__(self) -> str:
         return f"FolderSource({self.split}/{self.name}, {len(self)} samples, images in {self.image_dir})"

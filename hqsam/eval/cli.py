@@ -9,7 +9,8 @@ from ..data.layout import LAYOUTS
 from ..data.sources import read_layout
 from ..profiles import PROFILES, get_profile, resolve_device
 from .coco import add_coco_arguments
-from .hq_benchmark import evaluate_hq_datasets, summarize
+from ..train.config import load_config
+from .hq_benchmark import PRECISIONS, evaluate_hq_datasets, summarize
 from .robustness import evaluate_box_noise, evaluate_points, summarize_robustness
 from .speed import measure_speed
 
@@ -29,6 +30,8 @@ def _fill_profile(args: argparse.Namespace) -> None:
     for key, value in defaults.items():
         if getattr(args, key, None) is None:
             setattr(args, key, str(value))
+    if args.precision is None:  # the one setting training and evaluation share: the profile's recipe
+        args.precision = load_config(args.profile).precision
 
 
 def _run_hq(args: argparse.Namespace) -> int:
@@ -37,7 +40,7 @@ def _run_hq(args: argparse.Namespace) -> int:
     output = Path(args.output)
     rows = evaluate_hq_datasets(
         load_model(args), sources, max_images=args.max_images, hq_token_only=not args.summed,
-        progress=args.progress, rows_file=output / "hq_rows.csv",
+        progress=args.progress, rows_file=output / "hq_rows.csv", precision=args.precision,
     )
     summary = summarize(rows, [source.name for source in sources])
     summary.to_csv(output / "hq_summary.csv")
@@ -51,7 +54,7 @@ def _run_box_noise(args: argparse.Namespace) -> int:
     sources = read_layout(args.data_root, LAYOUTS[args.layout], split="val")
     rows = evaluate_box_noise(
         load_model(args), sources, scales=tuple(args.scales), seed=args.seed, max_images=args.max_images,
-        progress=args.progress,
+        progress=args.progress, precision=args.precision,
     )
     return _save_study(rows, summarize_robustness(rows, "noise_scale"), Path(args.output), "box_noise")
 
@@ -61,7 +64,7 @@ def _run_points(args: argparse.Namespace) -> int:
     sources = read_layout(args.data_root, LAYOUTS[args.layout], split="val")
     rows = evaluate_points(
         load_model(args), sources, trials=args.trials, seed=args.seed, max_images=args.max_images,
-        progress=args.progress,
+        progress=args.progress, precision=args.precision,
     )
     return _save_study(rows, summarize_robustness(rows, ["pos_points", "neg_points"]), Path(args.output), "points")
 
@@ -92,6 +95,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="results folder (default: results/PROFILE)")
     parser.add_argument("--max-images", type=int, default=None, help="per dataset, for quick runs")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="the image encoder's: fp32 or bf16 (default: the profile's training recipe, fp32)")
     parser.add_argument("--no-progress", dest="progress", action="store_false")
 
 

@@ -43,6 +43,7 @@ from ..io import atomic_write
 from ..metrics import boundary_band_torch, boundary_dilation
 from ..modeling import HQSam
 from ..predictor import _check_boxes
+from .hq_benchmark import PRECISIONS, encode_pixels
 
 PathLike = Union[str, Path]
 MODELS = ("SAM", "HQ-SAM")
@@ -247,6 +248,7 @@ def box_logits(
     hq_token_only: bool = False,
     models: Sequence[str] = MODELS,
     images_per_pass: int = 4,
+    precision: str = "fp32",
 ) -> Iterator[Dict[str, torch.Tensor]]:
     """Mask logits of SAM and/or HQ-SAM for many boxes per image, at each image's own size.
 
@@ -257,6 +259,7 @@ def box_logits(
       models: which of "SAM" (plain SAM's single-mask output) and "HQ-SAM" to run.
       images_per_pass (int): images encoded together; the decoder runs once per image and model, for all of
         that image's boxes.
+      precision (str): the image encoder's, "fp32" or "bf16" (see `hq_benchmark.encode_pixels`).
 
     Yields:
       Per image, model name -> K_i x H_i x W_i float32 logits on the model's device (mask = logits > 0).
@@ -271,7 +274,7 @@ def box_logits(
     for start in range(0, len(images), images_per_pass):
         chunk = images[start : start + images_per_pass]
         inputs = [torch.as_tensor(transform.apply_image(image), device=device).permute(2, 0, 1) for image in chunk]
-        embeddings, early = model.encode_image(torch.stack([model.preprocess(x) for x in inputs]))
+        embeddings, early = encode_pixels(model, torch.stack([model.preprocess(x) for x in inputs]), precision)
         hq_features = decoder.hq_features(embeddings, early) if "HQ-SAM" in models else None
         for i, image in enumerate(chunk):
             original_size = tuple(image.shape[:2])
@@ -321,6 +324,7 @@ def predict_coco(
     progress: bool = True,
     models: Sequence[str] = MODELS,
     journal: Optional[PathLike] = None,
+    precision: str = "fp32",
 ) -> CocoPredictions:
     """Masks for every usable detection (or GT box with `oracle=True`) of the evaluated images, per model.
 
@@ -369,7 +373,7 @@ def predict_coco(
 
     prompted = [image_id for image_id in image_ids if prompts.get(image_id)]
     settings = {"models": list(models), "hq_token_only": bool(hq_token_only), "prompts": _prompts_digest(prompts),
-                "model": _model_fingerprint(model)}
+                "model": _model_fingerprint(model), "precision": precision}
     journal = Path(journal) if journal is not None else None
     done = _read_journal(journal, settings) if journal is not None else {}
     todo = [image_id for image_id in prompted if image_id not in done]
@@ -379,7 +383,8 @@ def predict_coco(
         chunk = todo[start : start + images_per_pass]
         images = [read_image(image_dir / coco.imgs[image_id]["file_name"]) for image_id in chunk]
         boxes = [np.stack([prompt.box for prompt in prompts[image_id]]) for image_id in chunk]
-        outputs = box_logits(model, images, boxes, hq_token_only, models, images_per_pass=len(chunk))
+        outputs = box_logits(model, images, boxes, hq_token_only, models, images_per_pass=len(chunk),
+                             precision=precision)
         for image_id, logits in zip(chunk, outputs):
             done[image_id] = {}
             for name in models:
@@ -653,13 +658,14 @@ def evaluate_coco(
     score_threshold: float = 0.0,
     dilation_ratio: float = 0.02,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """`predict_coco` then `coco_table` for SAM and HQ-SAM; with `output_dir`, also `write_coco_outputs`, and the
     predictions are journaled to `output_dir/JOURNAL` as they are made, so an interrupted run resumes."""
     predictions = predict_coco(model, image_dir, annotation_file, detections, hq_token_only=hq_token_only,
                                oracle=oracle, max_images=max_images, images_per_pass=images_per_pass,
                                score_threshold=score_threshold, progress=progress,
-                               journal=_journal_in(output_dir))
+                               journal=_journal_in(output_dir), precision=precision)
     table = coco_table(annotation_file, predictions, dilation_ratio)
     if output_dir is not None:
         write_coco_outputs(output_dir, predictions, table)
@@ -699,7 +705,8 @@ def add_coco_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPars
     parser.add_argument("--score-threshold", type=float, default=0.0, help="drop detections scored below this")
     parser.add_argument("--hq-token-only", action="store_true", help="HQ mask alone (paper's COCO: off)")
     parser.add_argument("--dilation-ratio", type=float, default=0.02, help="boundary AP band (0.01: strict)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="the image encoder's (default: fp32)")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=run_coco_command)
     return parser
@@ -709,18 +716,19 @@ def run_coco_command(args: argparse.Namespace) -> int:
     """Run `hqsam eval coco` from parsed `add_coco_arguments` arguments; prints the table, returns 0 or 1."""
     from ..build import build_hqsam
     from ..checkpoint import CheckpointError
+    from ..profiles import resolve_device
 
     try:
         if args.checkpoint is None:
             if args.model_type == "auto":
                 raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
             print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
-        model = build_hqsam(args.model_type, args.checkpoint).to(args.device)
+        model = build_hqsam(args.model_type, args.checkpoint).to(resolve_device(args.device))
         predictions = predict_coco(
             model, args.images, args.annotations, None if args.oracle else args.detections,
             hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
             images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, progress=args.progress,
-            journal=_journal_in(args.output),
+            journal=_journal_in(args.output), precision=args.precision,
         )
         table = coco_table(args.annotations, predictions, args.dilation_ratio)
         if args.output is not None:

@@ -177,12 +177,14 @@ def evaluate_box_noise(
     hq_token_only: bool = True,
     images_per_pass: int = 4,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Per-image rows (dataset, image, model, noise_scale, iou, biou): the HQ benchmark with noisy GT boxes.
 
     The encoder runs once per image for all scales and both models. Image i of dataset d gets the noise of
     `keyed_generator(seed, d, i)` at every scale (see `noisy_boxes`), so scale 0 reproduces
-    `evaluate_hq_datasets` with the same `images_per_pass` exactly.
+    `evaluate_hq_datasets` with the same `images_per_pass` and `precision` (the encoder's, see
+    `hq_benchmark.encode_pixels`) exactly.
     """
     for scale in scales:
         noisy_boxes(torch.zeros(1, 4), scale, torch.Generator(), (1, 1), style)  # fail before any work
@@ -190,7 +192,7 @@ def evaluate_box_noise(
     for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
         size = model.image_encoder.img_size
         images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
-        embeddings, hq_features = encode(model, images)
+        embeddings, hq_features = encode(model, images, precision)
         clean = boxes_from_masks(torch.stack(masks)[:, None])
         for scale in scales:
             boxes = torch.cat([
@@ -217,14 +219,15 @@ def evaluate_points(
     hq_token_only: bool = True,
     images_per_pass: int = 4,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> pd.DataFrame:
     """Per-image rows (dataset, image, model, pos_points, neg_points, trial, iou, biou) with point prompts.
 
     `settings` are (positive, negative) point counts (see `point_prompts`). A setting with random points is run
     `trials` times (trial 0, 1, ...); the 1-positive, 0-negative setting is deterministic and run once (trial 0).
     Trial t of image i of dataset d draws from `keyed_generator(seed, d, i, t)`. The encoder runs once per image
-    for all settings, trials and both models. An image whose resized GT is empty cannot get a positive point:
-    it is left out with a warning that names it.
+    for all settings, trials and both models, at `precision` (see `hq_benchmark.encode_pixels`). An image whose
+    resized GT is empty cannot get a positive point: it is left out with a warning that names it.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
@@ -238,7 +241,7 @@ def evaluate_points(
     for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
         size = model.image_encoder.img_size
         images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
-        embeddings, hq_features = encode(model, images)
+        embeddings, hq_features = encode(model, images, precision)
         for i, (sample, mask) in enumerate(zip(chunk, masks)):
             foreground = (mask > 0.5).numpy()
             if not foreground.any():

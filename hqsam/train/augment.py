@@ -17,7 +17,7 @@ def hflip(
 
     Arguments:
       image (torch.Tensor): 3 x H x W, any dtype (uint8 or float).
-      mask (torch.Tensor): 1 x H x W, float.
+      mask (torch.Tensor): K x H x W, float (K >= 1 masks of one image, e.g. the binarised and the soft GT).
 
     Returns:
       (torch.Tensor, torch.Tensor): the image and mask, flipped or as given, same shapes and dtypes.
@@ -48,13 +48,13 @@ def large_scale_jitter(
 
     Arguments:
       image (torch.Tensor): 3 x H x W with values in 0-255; uint8 is converted to float32.
-      mask (torch.Tensor): 1 x H x W float in [0, 1].
+      mask (torch.Tensor): K x H x W float in [0, 1] (K >= 1 masks of one image, each channel on its own).
       output_size (int): side S of the square output.
       scale_range ((float, float)): bounds of s, 0 < low <= high.
       pad_value (float): image value in the padded region (the mask is padded with 0).
 
     Returns:
-      (torch.Tensor, torch.Tensor): image 3 x S x S float, mask 1 x S x S float.
+      (torch.Tensor, torch.Tensor): image 3 x S x S float, mask K x S x S float.
     """
     _check_pair(image, mask)
     low, high = scale_range
@@ -92,8 +92,8 @@ def large_scale_jitter(
 def _check_pair(image: torch.Tensor, mask: torch.Tensor) -> None:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a 3 x H x W image, got shape {tuple(image.shape)}")
-    if mask.ndim != 3 or mask.shape[0] != 1:
-        raise ValueError(f"expected a 1 x H x W mask, got shape {tuple(mask.shape)}")
+    if mask.ndim != 3 or mask.shape[0] < 1:
+        raise ValueError(f"expected a K x H x W mask (K >= 1), got shape {tuple(mask.shape)}")
     if image.shape[1:] != mask.shape[1:]:
         raise ValueError(f"image {tuple(image.shape)} and mask {tuple(mask.shape)} differ in height or width")
     if image.shape[1] == 0 or image.shape[2] == 0:

@@ -1,4 +1,8 @@
-"""Training configuration: one dataclass, two YAML profiles (`toy`, `paper`), command-line overrides."""
+"""Training configuration: one dataclass, two YAML recipes (`toy`, `paper`), command-line overrides.
+
+The recipes hold the training settings; where a profile keeps its backbone, data, SAM checkpoint and outputs
+comes from `hqsam.profiles`, for any of those five settings not given.
+"""
 
 import dataclasses
 from dataclasses import dataclass, field
@@ -7,28 +11,32 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
+from ..eval.hq_benchmark import PRECISIONS
+from ..profiles import PROFILES, get_profile
+from .examples import TARGETS
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-PROFILES = ("toy", "paper")
 
 
 @dataclass
 class TrainConfig:
-    profile: str = "toy"
-    model_type: str = "toy"
+    profile: str = "toy"  # where the five settings below come from when not given (hqsam.profiles)
+    model_type: Optional[str] = None  # the backbone
     sam_checkpoint: Optional[str] = None  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
-    data_root: str = "data/toy"
-    layout: str = "toy"  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
+    data_root: Optional[str] = None
+    layout: Optional[str] = None  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
     train_sources: Optional[List[str]] = None  # names in the layout; None = every training source
     val_sources: Optional[List[str]] = None  # None = every validation source; [] = no validation
     extra_sources: List[Dict[str, Any]] = field(default_factory=list)  # {"folder": ..} or {"coco": ..}
-    output_dir: str = "runs/toy/train"
+    output_dir: Optional[str] = None
     epochs: int = 12
     lr: float = 1e-3
     lr_drop_epoch: int = 10  # lr x 0.1 from this epoch on
     betas: Tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int = 32  # global, split evenly over the processes
+    batch_size: int = 32  # global: one optimiser step per batch_size samples, however many processes
+    batch_per_gpu: Optional[int] = None  # samples per process per pass; None = batch_size / processes (no accumulation)
     scale_range: Tuple[float, float] = (0.1, 2.0)
     flip_prob: float = 0.5
     prompt_kinds: Tuple[str, ...] = ("box", "point", "noise_mask")
@@ -36,6 +44,8 @@ class TrainConfig:
     loss_points: int = 112 * 112
     oversample_ratio: float = 3.0
     importance_ratio: float = 0.75
+    target: str = "binary"  # the loss's GT: "binary" (GT > 128) or "soft" (grayscale / 255, as the release)
+    precision: str = "fp32"  # the frozen encoder's, in training and validation: "fp32" or "bf16" (autocast)
     seed: int = 42
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
     val_every: int = 1  # epochs; 0 = never
@@ -45,9 +55,16 @@ class TrainConfig:
     max_steps: Optional[int] = None  # stop after this many steps in all (quick runs and tests)
     num_workers: int = 0
     device: str = "auto"  # "auto": cuda if available (one GPU per process under torchrun), else cpu
+    dist_timeout_min: float = 30.0  # how long a process waits for the others in a collective before failing
     progress: bool = True
 
     def __post_init__(self) -> None:
+        profile = get_profile(self.profile, model_type=self.model_type)
+        for key, value in (("model_type", profile.model_type), ("sam_checkpoint", profile.sam_checkpoint),
+                           ("data_root", profile.data_root), ("layout", profile.layout),
+                           ("output_dir", profile.train_dir)):
+            if getattr(self, key) is None:
+                setattr(self, key, str(value))
         self.betas = tuple(self.betas)
         self.scale_range = tuple(self.scale_range)
         self.prompt_kinds = tuple(self.prompt_kinds)
@@ -64,6 +81,14 @@ class TrainConfig:
             problems.append(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}")
         if self.lr <= 0:
             problems.append(f"lr must be positive, got {self.lr}")
+        if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
+            problems.append(f"batch_per_gpu must be at least 1 or null, got {self.batch_per_gpu}")
+        if self.target not in TARGETS:
+            problems.append(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if not self.dist_timeout_min > 0:
+            problems.append(f"dist_timeout_min must be positive, got {self.dist_timeout_min}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
 

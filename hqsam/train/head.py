@@ -1,8 +1,9 @@
 """The trainable path of one training step, batched: fused HQ features, then HQ logits for every prompt.
 
-The release decodes image by image in a Python loop. Here the frozen encoder runs once for the batch and the
-decoder once per group of prompts whose token counts agree (at most a handful of groups: box, points, mask),
-each group through one batched two-way-transformer pass; results are identical to per-image decoding.
+The release decodes image by image in a Python loop. Here the frozen encoder runs once for the batch (float32 as
+in the release, or bfloat16 autocast with precision "bf16") and the decoder once per group of prompts whose token
+counts agree (at most a handful of groups: box, points, mask), each group through one batched two-way-transformer
+pass; results are identical to per-image decoding.
 """
 
 from collections import defaultdict
@@ -12,18 +13,17 @@ import torch
 from torch import nn
 
 from ..checkpoint import is_hq_parameter
+from ..eval.hq_benchmark import encode_pixels
 from ..modeling import HQSam
 
 Group = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # example indices, sparse, dense prompt embeddings
 
 
 @torch.no_grad()
-def encode_frozen(model: HQSam, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+def encode_frozen(model: HQSam, images: torch.Tensor, precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
     """Frozen encoder on B x 3 x S x S images (0-255): B x C x E x E embeddings and B x E x E x vit_dim early
-    features, in float32 (the encoder itself runs in bf16 autocast on CUDA)."""
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.is_cuda):
-        embeddings, early = model.encode_image(model.preprocess(images))
-    return embeddings.float(), early.float()
+    features, float32; `precision` "fp32" or "bf16" (autocast), as evaluation runs it (`encode_pixels`)."""
+    return encode_pixels(model, model.preprocess(images), precision)
 
 
 def embed_prompts(model: HQSam, batch: Dict[str, Any], grad: bool = False) -> List[Group]:

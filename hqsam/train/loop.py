@@ -1,16 +1,24 @@
 """`fit(config)`: train HQ-SAM's added parts with SAM frozen, on one process or many (torchrun, DDP).
 
 One readable loop: build the frozen model and the data, then for each step run the frozen encoder (no_grad,
-bf16 on CUDA), embed the prompts, decode the HQ logits for the whole batch, take the point-sampled BCE + Dice
-loss and step Adam. State is saved atomically every `checkpoint_every` steps and at each epoch's end; `resume`
-continues from the latest state and ends with the same weights as an uninterrupted run.
+fp32 or bf16 autocast: `precision`), embed the prompts, decode the HQ logits for the whole batch, take the
+point-sampled BCE + Dice loss and step Adam. State is saved atomically every `checkpoint_every` steps and at each
+epoch's end; `resume` continues from the latest state and ends with the same weights as an uninterrupted run.
+
+`batch_size` is the global batch of one optimiser step. Each process takes a consecutive slice of it, in
+micro-batches of `batch_per_gpu` samples whose gradients accumulate (DDP all-reduces after the last one only);
+every per-sample loss is divided by the process's share, so the step equals one step on the whole global batch,
+however it is split. Validation is split over the processes by chunks of images and gathered in one process's
+order, so its files do not depend on the process count either.
 """
 
 import dataclasses
 import os
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -28,6 +36,7 @@ from ..data.layout import LAYOUTS
 from ..data.sources import FolderSource, read_layout
 from ..eval.hq_benchmark import evaluate_hq_datasets, summarize
 from ..modeling import HQSam
+from ..profiles import resolve_device
 from .config import TrainConfig, save_config
 from .examples import LOSS_STREAM, TrainingExamples, collate, epoch_batches, keyed_generator
 from .head import HQLogits, embed_prompts, encode_frozen, hq_state
@@ -38,7 +47,7 @@ from .loss import mask_loss
 RECIPE_KEYS = (
     "model_type", "sam_checkpoint", "layout", "train_sources", "extra_sources", "lr", "betas", "eps",
     "weight_decay", "batch_size", "scale_range", "flip_prob", "prompt_kinds", "num_points", "loss_points",
-    "oversample_ratio", "importance_ratio", "seed", "cache_embeddings", "cache_augmentations",
+    "oversample_ratio", "importance_ratio", "target", "precision", "seed", "cache_embeddings", "cache_augmentations",
 )
 
 
@@ -63,19 +72,30 @@ class FitResult:
     validation: Optional[pd.DataFrame]  # the last epoch's summary table, if validated
 
 
-def start_process(device: str) -> Process:
-    """Join the torchrun process group if there is one (WORLD_SIZE > 1); pick this process's device."""
+def start_process(device: str, timeout_min: float = 30.0) -> Process:
+    """Join the torchrun process group if there is one (WORLD_SIZE > 1), its collectives failing after
+    `timeout_min` minutes of waiting; pick this process's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    chosen = torch.device(device)
+    chosen = torch.device(resolve_device(device))
     if chosen.type == "cuda" and chosen.index is None:
         chosen = torch.device("cuda", local_rank)
         torch.cuda.set_device(chosen)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_min))
     return Process(rank, world, local_rank, chosen)
+
+
+def micro_batches(batch_size: int, batch_per_gpu: Optional[int], world: int) -> Tuple[int, int]:
+    """(samples per process per step, micro-steps per step) for a global batch over `world` processes."""
+    per_process, leftover = divmod(batch_size, world)
+    micro = batch_per_gpu if batch_per_gpu is not None else per_process
+    if leftover or per_process % micro:
+        raise ValueError(
+            f"batch_size {batch_size} (global) must be a multiple of {world} processes x batch_per_gpu {micro}; "
+            "change batch_size or batch_per_gpu"
+        )
+    return per_process, per_process // micro
 
 
 def load_frozen_model(config: TrainConfig, device: torch.device) -> HQSam:
@@ -141,11 +161,13 @@ class EmbeddingCache:
         self.entries: Dict[Tuple[int, int], Tuple[torch.Tensor, torch.Tensor]] = {}
         self.hits = self.misses = 0
 
-    def encode(self, model: HQSam, batch: Dict, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, model: HQSam, batch: Dict, device: torch.device, precision: str
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         keys = list(zip(batch["index"].tolist(), batch["augmentation"].tolist()))
         todo = [i for i, key in enumerate(keys) if key not in self.entries]
         if todo:
-            embeddings, early = encode_frozen(model, batch["image"][todo].to(device))
+            embeddings, early = encode_frozen(model, batch["image"][todo].to(device), precision)
             for j, i in enumerate(todo):
                 self.entries[keys[i]] = (embeddings[j].cpu(), early[j].cpu())
         self.hits += len(keys) - len(todo)
@@ -156,10 +178,9 @@ class EmbeddingCache:
 
 def fit(config: TrainConfig, resume: bool = False) -> FitResult:
     """Train the HQ parts as the config says; returns where the results are. See the module docstring."""
-    process = start_process(config.device)
-    if config.batch_size % process.world:
-        raise ValueError(f"batch_size {config.batch_size} (global) must divide evenly over {process.world} processes")
-    per_process = config.batch_size // process.world
+    process = start_process(config.device, config.dist_timeout_min)
+    per_process, accumulation = micro_batches(config.batch_size, config.batch_per_gpu, process.world)
+    micro = per_process // accumulation
     torch.manual_seed(config.seed + process.rank)
     output = Path(config.output_dir)
     state_path = output / "checkpoints" / "last.pth"
@@ -170,6 +191,9 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
     if process.main:
         for source in [*train_sources, *val_sources]:
             print(source.report)  # what each source holds and what it left out, by name
+        print(f"training on {process.world} process{'es' if process.world > 1 else ''} ({process.device.type}): "
+              f"global batch {config.batch_size}, {micro} per process in {accumulation} micro-step"
+              f"{'s' if accumulation > 1 else ''} per step, precision {config.precision}, target {config.target}")
     train_source = ConcatDataset(train_sources)
     examples = TrainingExamples(
         train_source,
@@ -181,6 +205,7 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
         prompt_kinds=config.prompt_kinds,
         num_points=config.num_points,
         augmentations=config.cache_augmentations if config.cache_embeddings else 0,
+        target=config.target,
     )
     head = HQLogits(model)
     if process.world > 1:
@@ -222,9 +247,11 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
         batches = epoch_batches(len(examples), config.batch_size, config.seed, epoch)
         if not batches:
             raise ValueError(f"{len(examples)} training samples are fewer than one batch of {config.batch_size}")
+        shares = [batch[process.rank * per_process : (process.rank + 1) * per_process] for batch in batches]
         mine = [
-            [(epoch, i) for i in batch[process.rank * per_process : (process.rank + 1) * per_process]]
-            for batch in batches[step_in_epoch:]
+            [(epoch, i) for i in share[k * micro : (k + 1) * micro]]
+            for share in shares[step_in_epoch:]
+            for k in range(accumulation)
         ]
         loader = DataLoader(examples, batch_sampler=mine, collate_fn=collate, num_workers=config.num_workers)
         bar = tqdm(
@@ -233,24 +260,32 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
         )
         epoch_losses: List[float] = []
         tick = time.perf_counter()
-        for batch in loader:
-            if cache is not None:
-                embeddings, early = cache.encode(model, batch, process.device)
-            else:
-                embeddings, early = encode_frozen(model, batch["image"].to(process.device))
-            logits = head(embeddings, early, embed_prompts(model, batch))
-            generators = [keyed_generator(config.seed, epoch, i, LOSS_STREAM) for i in batch["index"].tolist()]
-            bce, dice = mask_loss(
-                logits, batch["target"].to(process.device), generators, num_points=config.loss_points,
-                oversample_ratio=config.oversample_ratio, importance_ratio=config.importance_ratio,
-            )
+        micro_stream = iter(loader)
+        for step_batches in zip(*[micro_stream] * accumulation):  # `accumulation` consecutive micro-batches a step
             optimizer.zero_grad(set_to_none=True)
-            (bce + dice).backward()
+            values = torch.zeros(2, device=process.device)
+            for k, batch in enumerate(step_batches):
+                # DDP all-reduces the gradients once a step: after the last micro-batch's backward.
+                with head.no_sync() if process.world > 1 and k < accumulation - 1 else nullcontext():
+                    if cache is not None:
+                        embeddings, early = cache.encode(model, batch, process.device, config.precision)
+                    else:
+                        embeddings, early = encode_frozen(model, batch["image"].to(process.device), config.precision)
+                    logits = head(embeddings, early, embed_prompts(model, batch))
+                    generators = [keyed_generator(config.seed, epoch, i, LOSS_STREAM) for i in batch["index"].tolist()]
+                    # Per-sample losses over the process's share: summed over its micro-steps and averaged over
+                    # the processes by DDP, the gradient is that of the global batch's mean loss.
+                    bce, dice = mask_loss(
+                        logits, batch["target"].to(process.device), generators, num_points=config.loss_points,
+                        oversample_ratio=config.oversample_ratio, importance_ratio=config.importance_ratio,
+                        num_masks=per_process,
+                    )
+                    (bce + dice).backward()
+                values += torch.stack([bce.detach(), dice.detach()])
             optimizer.step()
             step_in_epoch += 1
             global_step += 1
 
-            values = torch.stack([bce.detach(), dice.detach()])
             if process.world > 1:
                 dist.all_reduce(values)
                 values /= process.world
@@ -277,15 +312,19 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
             save_state()
             break
         finished = epoch + 1
-        if config.val_every and finished % config.val_every == 0 and val_sources and process.main:
-            rows = evaluate_hq_datasets(model, val_sources, max_images=config.max_val_images, progress=config.progress)
+        if config.val_every and finished % config.val_every == 0 and val_sources:
+            rows = evaluate_hq_datasets(
+                model, val_sources, max_images=config.max_val_images, progress=config.progress and process.main,
+                precision=config.precision, shard=(process.rank, process.world),
+            )
             summary = summarize(rows)
-            rows.to_csv(output / f"val_epoch{finished}.csv", index=False)
-            epoch_log.append({"epoch": finished, "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
-                              **_flatten(summary)})
-            print(f"epoch {finished}: " + ", ".join(
-                f"{m} mIoU {summary.loc[m, 'average mIoU']:.1f} mBIoU {summary.loc[m, 'average mBIoU']:.1f}"
-                for m in summary.index))
+            if process.main:
+                rows.to_csv(output / f"val_epoch{finished}.csv", index=False)
+                epoch_log.append({"epoch": finished, "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
+                                  **_flatten(summary)})
+                print(f"epoch {finished}: " + ", ".join(
+                    f"{m} mIoU {summary.loc[m, 'average mIoU']:.1f} mBIoU {summary.loc[m, 'average mBIoU']:.1f}"
+                    for m in summary.index))
         elif process.main:
             epoch_log.append({"epoch": finished, "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1)})
         epoch, step_in_epoch = finished, 0
