@@ -4,14 +4,16 @@ Both steps see the same prepared batches (data loading excluded), the same froze
 differ only in how the decoder runs. The release's step (its train.py): the frozen encoder on the batch, then
 SAM's own prompt encoder and mask decoder image by image, masks upsampled to the input size and thresholded
 (Sam.forward, whose masks training never uses), then
-the HQ decoder image by image with gradients. Ours: the encoder on the batch (bf16 on CUDA), prompts embedded
+the HQ decoder image by image with gradients. Ours: the encoder on the batch (`--precision`, fp32 as the release by default), prompts embedded
 per prompt shape, one batched decoder pass per shape. The two are timed alternately; the ratio of medians is
-printed.
+printed, and on CUDA the peak GPU memory of each step.
 
     python benchmarks/train_throughput.py --model-type toy --batch-size 16 --repeats 5
+    python benchmarks/train_throughput.py --model-type vit_l --batch-size 4 --loss-points 12544 --device cuda
 """
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
@@ -23,6 +25,7 @@ import torch
 import hqsam
 from hqsam.data import TOY_LAYOUT, read_layout
 from hqsam.data.toy_world import generate_toy_world
+from hqsam.eval.hq_benchmark import PRECISIONS
 from hqsam.eval.speed import device_description
 from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate, keyed_generator
 from hqsam.train.head import HQLogits, embed_prompts, encode_frozen
@@ -54,8 +57,8 @@ def release_style_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
     return torch.cat(logits)
 
 
-def our_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
-    embeddings, early = encode_frozen(model, batch["image"].to(model.device))
+def our_logits(model: hqsam.HQSam, batch: dict, precision: str = "fp32") -> torch.Tensor:
+    embeddings, early = encode_frozen(model, batch["image"].to(model.device), precision)
     return HQLogits(model)(embeddings, early, embed_prompts(model, batch))
 
 
@@ -66,6 +69,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loss-points", type=int, default=784)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="our step's frozen encoder")
     parser.add_argument("--data-root", help="a toy world (generated in a temporary folder if not given)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
@@ -81,11 +85,15 @@ def main() -> None:
     batches = [collate([examples[(epoch, i % len(examples))] for i in range(args.batch_size)]) for epoch in range(2)]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
-    def step(logits_of, batch) -> float:
+    methods = {"ours": functools.partial(our_logits, precision=args.precision), "release": release_style_logits}
+    peak = {name: 0 for name in methods}
+
+    def step(method: str, batch) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        logits = logits_of(model, batch)
+        logits = methods[method](model, batch)
         generators = [keyed_generator(0, 0, i, LOSS_STREAM) for i in batch["index"].tolist()]
         bce, dice = mask_loss(logits, batch["target"].to(device), generators, num_points=args.loss_points)
         optimizer.zero_grad(set_to_none=True)
@@ -93,31 +101,36 @@ def main() -> None:
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+            peak[method] = max(peak[method], torch.cuda.max_memory_allocated(device))
         return time.perf_counter() - start
 
-    if device.type == "cpu":  # the same numbers (on CUDA ours runs the encoder in bf16, the release in fp32)
+    if device.type == "cpu" and args.precision == "fp32":  # the same numbers as the release's fp32 step
         batch = {**batches[0], "image": batches[0]["image"].round()}  # the release casts images to uint8
         torch.testing.assert_close(our_logits(model, batch), release_style_logits(model, batch), atol=1e-4, rtol=0)
     for batch in batches:  # warm-up
-        step(our_logits, batch), step(release_style_logits, batch)
+        step("ours", batch), step("release", batch)
     times = {"ours": [], "release": []}
     for repeat in range(args.repeats):
         batch = batches[repeat % len(batches)]
-        times["ours"].append(step(our_logits, batch))
-        times["release"].append(step(release_style_logits, batch))
+        times["ours"].append(step("ours", batch))
+        times["release"].append(step("release", batch))
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "model_type": args.model_type,
         "device": device_description(device),
         "batch_size": args.batch_size,
+        "precision": args.precision,
         "ours_samples_per_s": args.batch_size / median["ours"],
         "release_samples_per_s": args.batch_size / median["release"],
         "speedup": median["release"] / median["ours"],
+        "peak_memory_gb": {k: v / 2**30 for k, v in peak.items()} if device.type == "cuda" else None,
     }
     print(f"{args.model_type} at {size} px, batch {args.batch_size}, on {result['device']}; median of {args.repeats}")
     print(f"  release-style per-image step: {result['release_samples_per_s']:8.1f} samples/s")
     print(f"  our batched step            : {result['ours_samples_per_s']:8.1f} samples/s")
     print(f"  speed-up: {result['speedup']:.2f}x (target >= 2x on CPU with the toy config)")
+    if result["peak_memory_gb"] is not None:
+        print("  peak GPU memory per process: " + ", ".join(f"{k} {v:.1f} GB" for k, v in result["peak_memory_gb"].items()))
     if args.json:
         with open(args.json, "w") as file:
             json.dump(result, file, indent=2)

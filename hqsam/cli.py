@@ -6,6 +6,7 @@ from typing import List, Optional
 from .data.hqseg44k import add_download_data_command
 from .download import add_download_command
 from .eval.cli import add_eval_command
+from .rehearsal import add_rehearse_command
 from .train.cli import add_train_command
 
 
@@ -16,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_download_data_command(subparsers)
     add_train_command(subparsers)
     add_eval_command(subparsers)
+    add_rehearse_command(subparsers)
     return parser
 
 

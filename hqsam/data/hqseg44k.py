@@ -12,7 +12,7 @@ from typing import List, Optional, Sequence
 
 from ..download import DownloadError, PathLike
 from ..profiles import get_profile
-from .archives import HQSEG44K_ARCHIVES, download_archives, download_coco
+from .archives import COCO_ROOT, HQSEG44K_ARCHIVES, download_archives, download_coco
 from .layout import HQSEG44K_LAYOUT
 from .sources import missing_sources, read_layout, validation_report
 
@@ -44,6 +44,8 @@ def _run_download_data_command(args: argparse.Namespace) -> int:
     try:
         download_hqseg44k(args.dir, args.only, base_url=args.mirror, progress=args.progress,
                           downloads_dir=args.downloads)
+        if args.coco is not None:
+            download_coco(args.coco, base_url=args.mirror, progress=args.progress, downloads_dir=args.downloads)
     except (DownloadError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -67,7 +69,8 @@ def _run_download_data_command(args: argparse.Namespace) -> int:
 def add_download_data_command(
     subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]",
 ) -> argparse.ArgumentParser:
-    """Register `download-data [--dir ROOT] [--downloads DIR] [--mirror URL] [--no-progress] [--only NAME ...]`."""
+    """Register `download-data [--dir ROOT] [--downloads DIR] [--mirror URL] [--no-progress] [--only NAME ...]
+    [--coco [DIR]]`."""
     parser = subparsers.add_parser(
         "download-data",
         help="download, extract and check the HQSeg-44K training and evaluation data",
@@ -90,6 +93,10 @@ def add_download_data_command(
     parser.add_argument(
         "--only", nargs="+", choices=HQSEG44K_ARCHIVES, default=list(HQSEG44K_ARCHIVES), metavar="NAME",
         help=f"archives to fetch (default: all of {', '.join(HQSEG44K_ARCHIVES)})",
+    )
+    parser.add_argument(
+        "--coco", type=Path, nargs="?", const=COCO_ROOT, default=None, metavar="DIR",
+        help=f"also COCO val2017 and its annotations, into DIR (default: {COCO_ROOT})",
     )
     parser.set_defaults(func=_run_download_data_command)
     return parser

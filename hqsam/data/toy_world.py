@@ -747,7 +747,7 @@ def _count_mismatches(target: Path, files: Dict[str, int]) -> List[str]:
     return wrong
 
 
-def _build_once(target: Path, params: dict, build: Callable[[Path], Dict[str, int]], overwrite: bool) -> None:
+def build_once(target: Path, params: dict, build: Callable[[Path], Dict[str, int]], overwrite: bool) -> None:
     """Run `build` into a fresh folder that then replaces `target`, unless `target` already holds this build.
 
     `build` fills the folder and returns its file count per subfolder; the manifest (version, params, counts) is
@@ -827,7 +827,7 @@ def generate_toy_world(
             files[str(Path(spec.mask_dir).relative_to(TOY_DIR))] = count
         return files
 
-    _build_once(root / TOY_DIR, params, build, overwrite)
+    build_once(root / TOY_DIR, params, build, overwrite)
     return root
 
 
@@ -949,5 +949,5 @@ def _generate_instances(target: Path, source_id: int, seed: int, num_images: int
             _write_json(found, folder / "detections.json")
         return {"images": num_images}
 
-    _build_once(target, params, build, overwrite)
+    build_once(target, params, build, overwrite)
     return target

@@ -1,0 +1,200 @@
+"""The rehearsal world: an offline miniature of every input of the paper profile, in the released formats, served
+on 127.0.0.1 as a mirror.
+
+`write_rehearsal(folder)` writes, flat as a mirror serves them (`hqsam download --mirror URL` asks for
+`URL/<filename>`):
+
+* the three HQSeg-44K zips in the release's folder names, `DIS5K.zip` holding `DIS5K/...` and
+  `cascade_psp.zip`, `thin_object_detection.zip` holding their sub-folders at the top (the two forms the
+  published archives are recorded to have), with JPEG images at the sizes of the real sources (DIS5K 2048 x
+  1536, HRSOD 1920 x 1080, FSS-1000 224 x 224, ...) and 0/255 PNG masks anti-aliased at the edges;
+* `sam_vit_b_01ec64.pth` (Meta's format: a plain SAM state dict) and `sam_hq_vit_b.pth` (the release's: the
+  same SAM weights plus the HQ parts), random weights;
+* `val2017.zip` (`val2017/<12 digits>.jpg`), `annotations_trainval2017.zip`
+  (`annotations/instances_val2017.json`) and a detector's boxes, `focalnet_dino_val2017.json`, in COCO's
+  formats (drawn like the toy COCO set);
+* `SHA256SUMS`, which makes the mirror trusted for these files (the SAM file's pinned digest is the real one,
+  which random weights cannot match).
+
+`serve(folder)` serves it; `hqsam rehearse DIR` does both and prints the command that runs the paper profile
+against it. The images are drawn with the toy world's object generator (`hqsam.data.toy_world`), so they are
+intricate, not noise; the counts are tiny, the formats and sizes are the real ones.
+"""
+
+import argparse
+import contextlib
+import functools
+import io
+import shutil
+import tempfile
+import threading
+import warnings
+import zipfile
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Dict, Iterator, Tuple, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from .build import build_hqsam, build_sam
+from .data.layout import HQSEG44K_LAYOUT
+from .data.toy_world import build_once, draw_toy_object, generate_toy_coco
+from .download import REGISTRY, write_sha256sums
+from .io import atomic_write
+
+PathLike = Union[str, Path]
+
+# Source name -> (toy character, (height, width)): each source's look and an image size typical of it.
+SOURCE_LOOKS: Dict[str, Tuple[str, Tuple[int, int]]] = {
+    "DIS5K-TR": ("dis", (1536, 2048)),
+    "DIS5K-VD": ("dis", (1536, 2048)),
+    "ThinObject5K-TR": ("thin", (800, 1200)),
+    "ThinObject5K-TE": ("thin", (800, 1200)),
+    "COIFT": ("coift", (480, 640)),
+    "HRSOD": ("hrsod", (1080, 1920)),
+    "FSS-1000": ("coift", (224, 224)),
+    "DUTS-TR": ("hrsod", (300, 400)),
+    "DUTS-TE": ("hrsod", (300, 400)),
+    "ECSSD": ("hrsod", (300, 400)),
+    "MSRA-10K": ("hrsod", (300, 400)),
+}
+WRAPPED_ARCHIVES = ("DIS5K",)  # the others hold their sub-folders at the top
+DETECTIONS_FILE = "focalnet_dino_val2017.json"
+REHEARSAL_MODEL = "vit_b"
+
+
+def _jpeg(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _png_mask(mask: np.ndarray) -> bytes:
+    """0/255 grayscale PNG with anti-aliased edges, as the released masks have them."""
+    soft = Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.BoxBlur(1))
+    buffer = io.BytesIO()
+    soft.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _write_hqseg_zips(folder: Path, seed: int, images_per_source: int) -> None:
+    members: Dict[str, Dict[str, bytes]] = {}
+    for source_id, spec in enumerate(HQSEG44K_LAYOUT):
+        character, (height, width) = SOURCE_LOOKS[spec.name]
+        archive = spec.image_dir.split("/")[0]
+        wrap = archive in WRAPPED_ARCHIVES
+        inside = {path: path if wrap else path.split("/", 1)[1] for path in (spec.image_dir, spec.mask_dir)}
+        for index in range(images_per_source):
+            image, mask = draw_toy_object(np.random.default_rng([seed, source_id, index]), height, width, character)
+            stem = f"{spec.name.lower()}_{index:04d}"
+            files = members.setdefault(archive, {})
+            files[f"{inside[spec.image_dir]}/{stem}{spec.image_ext}"] = _jpeg(image)
+            files[f"{inside[spec.mask_dir]}/{stem}{spec.mask_ext}"] = _png_mask(mask)
+    for archive, files in members.items():
+        with atomic_write(folder / REGISTRY[archive].filename) as file, zipfile.ZipFile(file, "w") as zipped:
+            for name, data in sorted(files.items()):
+                zipped.writestr(name, data)
+
+
+def _write_checkpoints(folder: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    sam = build_sam(REHEARSAL_MODEL).state_dict()
+    with atomic_write(folder / REGISTRY[f"sam_{REHEARSAL_MODEL}"].filename) as file:
+        torch.save(sam, file)  # Meta's format: the plain state dict
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random HQ parts are the point here
+        hq = build_hqsam(REHEARSAL_MODEL)
+    hq.load_state_dict(sam, strict=False)
+    with atomic_write(folder / REGISTRY[f"sam_hq_{REHEARSAL_MODEL}"].filename) as file:
+        torch.save(hq.state_dict(), file)
+
+
+def _write_coco(folder: Path, seed: int, num_images: int) -> None:
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        coco = generate_toy_coco(scratch, seed=seed, num_images=num_images)
+        with atomic_write(folder / REGISTRY["coco_val2017"].filename) as file, zipfile.ZipFile(file, "w") as zipped:
+            for image in sorted((coco / "images").iterdir()):
+                zipped.write(image, f"val2017/{image.name}")
+        annotations = REGISTRY["coco_annotations_trainval2017"].filename
+        with atomic_write(folder / annotations) as file, zipfile.ZipFile(file, "w") as zipped:
+            zipped.write(coco / "instances.json", "annotations/instances_val2017.json")
+        shutil.copyfile(coco / "detections.json", folder / DETECTIONS_FILE)
+
+
+def write_rehearsal(
+    folder: PathLike, seed: int = 0, images_per_source: int = 2, coco_images: int = 2, overwrite: bool = False
+) -> Path:
+    """Write the rehearsal mirror into `folder` (see the module docstring); returns it.
+
+    Built in a temporary folder that replaces `folder` in one rename; a second call with the same arguments
+    finds the manifest and does nothing.
+    """
+    params = {"seed": seed, "images_per_source": images_per_source, "coco_images": coco_images,
+              "model": REHEARSAL_MODEL}
+
+    def build(staging: Path) -> Dict[str, int]:
+        _write_hqseg_zips(staging, seed, images_per_source)
+        _write_checkpoints(staging, seed)
+        _write_coco(staging, seed, coco_images)
+        served = sorted(path.name for path in staging.iterdir())
+        write_sha256sums(staging, served)
+        return {".": len(served) + 2}  # with SHA256SUMS and the manifest
+
+    folder = Path(folder)
+    build_once(folder, params, build, overwrite)
+    return folder
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: PathLike, port: int = 0) -> Iterator[str]:
+    """Serve `folder` on 127.0.0.1 (`port` 0: any free one) in a background thread; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _run_rehearse_command(args: argparse.Namespace) -> int:
+    folder = write_rehearsal(args.dir, images_per_source=args.images_per_source, coco_images=args.coco_images)
+    if not args.serve:
+        print(folder)
+        return 0
+    with serve(folder, args.port) as url:
+        print(f"serving {folder} at {url} (Ctrl-C stops); the paper profile against it:")
+        print(f"  make reproduce PROFILE=paper MIRROR={url} MODEL_TYPE={REHEARSAL_MODEL} "
+              f"ARGS='-p coco_detections={Path(folder).resolve() / DETECTIONS_FILE}'")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def add_rehearse_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
+    """Register `rehearse DIR [--port N] [--no-serve] [--images-per-source N] [--coco-images N]`."""
+    parser = subparsers.add_parser(
+        "rehearse", help="write and serve an offline miniature of the paper profile's inputs",
+        description="Write an offline miniature of every paper-profile input in the released formats (HQSeg-44K "
+                    "zips, SAM and HQ-SAM vit_b checkpoints with random weights, COCO val2017 and detections, "
+                    "SHA256SUMS) into DIR and serve it on 127.0.0.1 as a download mirror.",
+    )
+    parser.add_argument("dir", type=Path, metavar="DIR")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    parser.add_argument("--no-serve", dest="serve", action="store_false", help="write the files only")
+    parser.add_argument("--images-per-source", type=int, default=2, help="images in each of the 11 sources")
+    parser.add_argument("--coco-images", type=int, default=2, help="COCO val2017 images")
+    parser.set_defaults(func=_run_rehearse_command)
+    return parser
