@@ -17,6 +17,7 @@ from segment_anything import SamPredictor
 
 import hqsam
 from hqsam.eval.speed import device_description
+from hqsam.profiles import resolve_device
 
 
 def timed(device: torch.device, run) -> float:
@@ -32,12 +33,12 @@ def timed(device: torch.device, run) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-type", default="vit_b", choices=sorted(hqsam.MODEL_SPECS))
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device))
 
     model = hqsam.build_hqsam(args.model_type).to(device)
     sam = hqsam.build_sam(args.model_type)

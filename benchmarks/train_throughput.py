@@ -27,6 +27,7 @@ from hqsam.data import TOY_LAYOUT, read_layout
 from hqsam.data.toy_world import generate_toy_world
 from hqsam.eval.hq_benchmark import PRECISIONS
 from hqsam.eval.speed import device_description
+from hqsam.profiles import resolve_device
 from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate, keyed_generator
 from hqsam.train.head import HQLogits, embed_prompts, encode_frozen
 from hqsam.train.loss import mask_loss
@@ -68,12 +69,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="per process (the toy config's global batch)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loss-points", type=int, default=784)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:N]")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="our step's frozen encoder")
     parser.add_argument("--data-root", help="a toy world (generated in a temporary folder if not given)")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = torch.device(resolve_device(args.device))
 
     model = hqsam.build_hqsam(args.model_type).to(device)
     root = args.data_root or generate_toy_world(tempfile.mkdtemp(), num_train=args.batch_size, num_val=0)

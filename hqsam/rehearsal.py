@@ -174,8 +174,8 @@ def _run_rehearse_command(args: argparse.Namespace) -> int:
         return 0
     with serve(folder, args.port) as url:
         print(f"serving {folder} at {url} (Ctrl-C stops); the paper profile against it:")
-        print(f"  make reproduce PROFILE=paper MIRROR={url} MODEL_TYPE={REHEARSAL_MODEL} "
-              f"ARGS='-p coco_detections={Path(folder).resolve() / DETECTIONS_FILE}'")
+        print(f"  make reproduce PROFILE=paper MIRROR={url} MODEL_TYPE={REHEARSAL_MODEL} OUT=rehearsal-run "
+              f"ARGS='-p coco_detections={Path(folder).resolve() / DETECTIONS_FILE}'", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
