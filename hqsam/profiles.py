@@ -60,7 +60,10 @@ def get_profile(
     root = Path(root) / QUICK_DIR if quick else Path(root)
     if name == "toy":
         if model_type not in (None, "toy"):
-            raise ValueError(f"the toy profile has the toy backbone only, got model_type={model_type!r}")
+            raise ValueError(
+                f"the toy profile has the toy backbone only, got model_type={model_type!r}; the ViT backbones are "
+                "the paper profile's (profile: paper)"
+            )
         coco = root / "data/toy/toy_coco"
         return Profile(
             "toy", "toy", "toy", root / "data/toy", root / "checkpoints/toy", root / "data/downloads",

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Dict, Sequence
 
 import papermill
-import yaml
 
 from .profiles import PROFILES, get_profile
+from .train.config import parse_assignments
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -28,13 +28,7 @@ def stages() -> list:
 
 def parse_parameters(pairs: Sequence[str]) -> Dict[str, object]:
     """`NAME=VALUE` pairs, each value read as YAML (so 2 is an int, [a, b] a list, null is None)."""
-    parameters = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or not name.isidentifier():
-            raise ValueError(f"parameter {pair!r} must look like NAME=VALUE (e.g. max_images=2)")
-        parameters[name] = yaml.safe_load(text)
-    return parameters
+    return parse_assignments(pairs, "parameter", "NAME=VALUE", "max_images=2")
 
 
 def run(

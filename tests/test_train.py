@@ -228,6 +228,11 @@ def test_config_errors_are_clear(tmp_path):
                          ({"precision": "fp16"}, "precision must be one of"), ({"dist_timeout_min": 0}, "timeout")]:
         with pytest.raises(ValueError, match=message):
             TrainConfig(**bad)
+    with pytest.raises(ValueError, match="profile: paper"):  # a ViT backbone on the toy profile's paths
+        TrainConfig(model_type="vit_b")
+    paths = dict(sam_checkpoint="mine.pth", data_root="mine", layout="hqseg44k", output_dir="out")
+    assert TrainConfig(model_type="vit_b", **paths).sam_checkpoint == "mine.pth"  # all five given: no profile asked
+    assert load_config("paper", ["model_type=vit_b"]).sam_checkpoint == "checkpoints/sam_vit_b_01ec64.pth"
     config = load_config("paper", ["epochs=2", "scale_range=[0.5, 1.5]"])
     assert config.epochs == 2 and config.scale_range == (0.5, 1.5) and config.lr == 1e-3 and config.batch_size == 32
     assert (config.batch_per_gpu, config.target, config.precision) == (4, "soft", "fp32")

@@ -16,6 +16,7 @@ from ..profiles import PROFILES, get_profile
 from .examples import TARGETS
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PROFILE_KEYS = ("model_type", "sam_checkpoint", "data_root", "layout", "output_dir")  # from hqsam.profiles if unset
 
 
 @dataclass
@@ -59,12 +60,13 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        profile = get_profile(self.profile, model_type=self.model_type)
-        for key, value in (("model_type", profile.model_type), ("sam_checkpoint", profile.sam_checkpoint),
-                           ("data_root", profile.data_root), ("layout", profile.layout),
-                           ("output_dir", profile.train_dir)):
-            if getattr(self, key) is None:
-                setattr(self, key, str(value))
+        missing = [key for key in PROFILE_KEYS if getattr(self, key) is None]
+        if missing:  # a config that names all five needs no profile (e.g. a user's own backbone on the toy one)
+            profile = get_profile(self.profile, model_type=self.model_type)
+            defaults = {"model_type": profile.model_type, "sam_checkpoint": profile.sam_checkpoint,
+                        "data_root": profile.data_root, "layout": profile.layout, "output_dir": profile.train_dir}
+            for key in missing:
+                setattr(self, key, str(defaults[key]))
         self.betas = tuple(self.betas)
         self.scale_range = tuple(self.scale_range)
         self.prompt_kinds = tuple(self.prompt_kinds)
@@ -93,6 +95,18 @@ class TrainConfig:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
 
+def parse_assignments(pairs: Sequence[str], what: str, form: str, example: str) -> Dict[str, Any]:
+    """`NAME=VALUE` strings as a dict, each value read as YAML (2 is an int, [a, b] a list, null is None); a
+    ValueError names the first malformed one as `what`, with the `form` and an `example`."""
+    values = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"{what} {pair!r} must look like {form} (e.g. {example})")
+        values[name.strip()] = yaml.safe_load(text)
+    return values
+
+
 def load_config(source: Union[str, Path] = "toy", overrides: Sequence[str] = ()) -> TrainConfig:
     """A profile name ("toy", "paper") or a YAML file, then `key=value` overrides (values parsed as YAML)."""
     path = CONFIG_DIR / f"{source}.yaml" if str(source) in PROFILES else Path(source)
@@ -101,11 +115,7 @@ def load_config(source: Union[str, Path] = "toy", overrides: Sequence[str] = ())
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of config keys to values")
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {override!r} must look like key=value (e.g. epochs=2)")
-        values[key.strip()] = yaml.safe_load(text)
+    values.update(parse_assignments(overrides, "override", "key=value", "epochs=2"))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
