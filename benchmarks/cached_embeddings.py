@@ -12,7 +12,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from hqsam.train import fit, load_config, prepare_toy
+from hqsam.toy import prepare_toy
+from hqsam.train import fit, load_config
 
 
 def main() -> None:

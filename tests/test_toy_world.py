@@ -6,9 +6,11 @@ import pytest
 from PIL import Image, ImageFilter
 from pycocotools.coco import COCO
 
-from hqsam.data import toy_world
 from hqsam.data.layout import TOY_LAYOUT
-from hqsam.data.toy_world import CHARACTERS, draw_toy_object, generate_toy_coco, generate_toy_scenes, generate_toy_world
+from hqsam.io import MANIFEST
+from hqsam.toy import (
+    CHARACTERS, COCO_CATEGORIES, draw_toy_object, generate_toy_coco, generate_toy_scenes, generate_toy_world,
+)
 
 # pycocotools' own use of numpy 2 (annToMask), not ours
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -99,7 +101,7 @@ def test_deterministic_by_seed(world, tmp_path):
 def test_counts_do_not_change_earlier_images(world, tmp_path):
     fewer = files_of(generate_toy_world(tmp_path, seed=0, num_train=2, num_val=3) / "toy")
     full = files_of(world / "toy")
-    images = [name for name in fewer if name != toy_world.MANIFEST]
+    images = [name for name in fewer if name != MANIFEST]
     assert len(images) == 2 * (2 + 4 * 3)
     assert all(fewer[name] == full[name] for name in images)
 
@@ -113,7 +115,7 @@ def test_second_call_writes_nothing(world):
 def test_other_params_regenerate_without_stale_files(tmp_path):
     generate_toy_world(tmp_path, seed=0, num_train=3, num_val=2)
     generate_toy_world(tmp_path, seed=0, num_train=1, num_val=1)
-    manifest = json.loads((tmp_path / "toy" / toy_world.MANIFEST).read_text())
+    manifest = json.loads((tmp_path / "toy" / MANIFEST).read_text())
     assert manifest["params"] == {"seed": 0, "num_train": 1, "num_val": 1}
     for spec in TOY_LAYOUT:
         assert len(list((tmp_path / spec.image_dir).iterdir())) == 1
@@ -138,7 +140,7 @@ def test_interrupted_run_leaves_nothing_complete(tmp_path, monkeypatch):
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(toy_world, "_save_image", failing_save)
+    monkeypatch.setattr("hqsam.toy.world._save_image", failing_save)
     with pytest.raises(KeyboardInterrupt):
         generate_toy_world(tmp_path, seed=0, num_train=5, num_val=1)
     assert list(tmp_path.iterdir()) == []
@@ -155,7 +157,7 @@ def test_foreign_folder_is_not_replaced_without_overwrite(tmp_path):
     assert (tmp_path / "toy" / "mine.txt").exists()
     generate_toy_world(tmp_path, num_train=1, num_val=1, overwrite=True)
     assert not (tmp_path / "toy" / "mine.txt").exists()
-    assert (tmp_path / "toy" / toy_world.MANIFEST).exists()
+    assert (tmp_path / "toy" / MANIFEST).exists()
 
 
 @pytest.mark.parametrize("kwargs", [{"seed": -1}, {"num_train": 2.5}, {"num_val": -3}, {"num_train": True}])
@@ -182,7 +184,7 @@ def test_draw_toy_object(tmp_path):
 
 def test_coco_ground_truth(coco_dir):
     coco = COCO(str(coco_dir / "instances.json"))
-    assert {category["name"] for category in coco.loadCats(coco.getCatIds())} == set(toy_world.COCO_CATEGORIES)
+    assert {category["name"] for category in coco.loadCats(coco.getCatIds())} == set(COCO_CATEGORIES)
     assert len(coco.getImgIds()) == 6
     for image_id in coco.getImgIds():
         info = coco.loadImgs(image_id)[0]

@@ -17,7 +17,6 @@ from segment_anything_hq import SamPredictor as ReleasePredictor
 
 import hqsam
 from conftest import build_release, randomize_
-from hqsam.data.toy_world import generate_toy_world
 from hqsam.train import load_config
 from hqsam.train.config import TrainConfig
 from hqsam.train.examples import TrainingExamples, collate
@@ -25,6 +24,7 @@ from hqsam.train.head import HQLogits, embed_prompts, encode_frozen, hq_state
 from hqsam.train.logs import CsvLog
 from hqsam.train.loop import micro_batches
 from hqsam.data import read_layout, TOY_LAYOUT
+from hqsam.toy import generate_toy_scenes, generate_toy_world, loss_log_path, train_toy_sam
 from torch.utils.data import ConcatDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -297,14 +297,21 @@ def test_trains_on_a_users_folder_with_0_1_masks(toy_world, toy_sam_checkpoint, 
 
 
 def test_toy_sam_trains_on_objects_and_scenes(toy_world, tmp_path, one_thread):
-    from hqsam.data import generate_toy_scenes
-    from hqsam.train import train_toy_sam
-
     scenes = generate_toy_scenes(tmp_path, num_images=2)
-    path = train_toy_sam(toy_world, tmp_path / "sam_toy.pth", steps=2, batch_size=4, scenes=scenes, progress=False)
+    # lr well above the default: the 50-step warm-up would leave 8 steps at the default too small to show
+    path = train_toy_sam(toy_world, tmp_path / "sam_toy.pth", steps=8, batch_size=4, lr=2e-2, scenes=scenes,
+                         progress=False)
     state = torch.load(path, weights_only=True)
     assert state and not any(hqsam.is_hq_parameter(k) for k in state)
     hqsam.build_sam("toy").load_state_dict(state)  # a plain SAM checkpoint, strictly
+    losses = pd.read_csv(loss_log_path(path))
+    assert losses["step"].tolist() == list(range(8))
+    assert losses["loss"].tail(3).mean() < 0.92 * losses["loss"].head(3).mean(), losses  # from about 3.0 to 2.5
+    torch.manual_seed(0)  # the initialisation train_toy_sam starts from with seed 0
+    start = hqsam.build_hqsam("toy").state_dict()
+    moved = max((state[k] - start[k]).abs().max().item() for k in state)
+    # AdamW moves a weight by about the lr per step (at most ~1e-3 here); another initialisation differs by ~5
+    assert 1e-3 < moved < 0.05, moved
     with pytest.raises(FileNotFoundError, match="generate_toy_scenes"):
         train_toy_sam(toy_world, tmp_path / "other.pth", steps=1, scenes=tmp_path / "nowhere", progress=False)
     (scenes / "instances.json").write_text("{}")

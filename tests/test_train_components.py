@@ -9,9 +9,10 @@ from torchvision.ops import masks_to_boxes
 
 from hqsam.data.sources import FolderSource
 from hqsam.train.augment import hflip, large_scale_jitter
-from hqsam.train.examples import AUGMENT_STREAM, TARGETS, TrainingExamples, keyed_generator
+from hqsam.train.examples import AUGMENT_STREAM, TARGETS, TrainingExamples
 from hqsam.train.loss import bce_loss, dice_loss, mask_loss, point_sample, uncertain_point_coords
 from hqsam.prompts import boxes_from_masks, choose_prompt_types, noisy_mask, sample_points
+from hqsam.seeding import keyed_generator
 
 
 def gen(seed: int) -> torch.Generator:

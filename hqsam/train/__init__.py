@@ -2,6 +2,5 @@
 
 from .config import TrainConfig, load_config
 from .loop import FitResult, fit
-from .toy_sam import prepare_toy, train_toy_sam
 
-__all__ = ["FitResult", "TrainConfig", "fit", "load_config", "prepare_toy", "train_toy_sam"]
+__all__ = ["FitResult", "TrainConfig", "fit", "load_config"]

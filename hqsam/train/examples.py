@@ -18,17 +18,12 @@ from torch.utils.data import Dataset
 
 from .augment import hflip, large_scale_jitter
 from ..prompts import boxes_from_masks, choose_prompt_types, noisy_mask, sample_points
+from ..seeding import keyed_generator
 
 # Streams of one sample's randomness, kept apart so that fixing the augmentation (cached embeddings) leaves
 # the prompts and the loss points free to vary across epochs.
 AUGMENT_STREAM, PROMPT_STREAM, LOSS_STREAM = 0, 1, 2
 TARGETS = ("soft", "binary")
-
-
-def keyed_generator(*keys: int) -> torch.Generator:
-    """A CPU generator seeded from integer keys (e.g. seed, epoch, index, stream) through NumPy's SeedSequence."""
-    seed = int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator().manual_seed(seed)
 
 
 class TrainingExamples(Dataset):

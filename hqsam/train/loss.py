@@ -4,6 +4,9 @@ The loss compares the decoder's low-resolution logits with the full-resolution G
 points, 112 x 112 per mask: 75% the most uncertain (smallest |logit|) of 3x as many uniform candidates, 25%
 fresh uniform points. Each sample's points come from its own `torch.Generator` (CPU), so the loss of a batch
 is the mean of its samples' losses however the batch is split across processes.
+
+`dense_mask_loss` is the same BCE + Dice at every pixel of the logits' grid, one value per mask (the toy SAM's
+training loss, where the multimask tokens need their own losses).
 """
 
 from typing import Optional, Sequence, Tuple
@@ -69,27 +72,57 @@ def uncertain_point_coords(
     return torch.cat([uncertain, fresh], dim=1)
 
 
-def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    """Sum over masks of 1 - (2 sum(p t) + 1) / (sum p + sum t + 1), p = sigmoid(logits), divided by num_masks.
+def dice_per_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - (2 sum(p t) + 1) / (sum p + sum t + 1) of each mask, p = sigmoid(logits).
 
     Arguments:
       logits, targets (torch.Tensor): B x ... (one mask per row after flattening), targets in [0, 1].
+
+    Returns:
+      torch.Tensor: B.
     """
     probabilities = logits.sigmoid().flatten(1)
     targets = targets.flatten(1)
     overlap = (probabilities * targets).sum(dim=1)
     total = probabilities.sum(dim=1) + targets.sum(dim=1)
-    return (1.0 - (2.0 * overlap + 1.0) / (total + 1.0)).sum() / num_masks
+    return 1.0 - (2.0 * overlap + 1.0) / (total + 1.0)
 
 
-def bce_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
-    """Binary cross-entropy with logits, averaged over each mask's points, summed over masks / num_masks.
+def bce_per_mask(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy with logits, averaged over each mask's points.
 
     Arguments:
       logits, targets (torch.Tensor): B x ... (one mask per row after flattening), targets in [0, 1].
+
+    Returns:
+      torch.Tensor: B.
     """
     per_point = F.binary_cross_entropy_with_logits(logits.flatten(1), targets.flatten(1), reduction="none")
-    return per_point.mean(dim=1).sum() / num_masks
+    return per_point.mean(dim=1)
+
+
+def dice_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """`dice_per_mask` summed over masks, divided by num_masks (a scalar)."""
+    return dice_per_mask(logits, targets).sum() / num_masks
+
+
+def bce_loss(logits: torch.Tensor, targets: torch.Tensor, num_masks: float) -> torch.Tensor:
+    """`bce_per_mask` summed over masks, divided by num_masks (a scalar)."""
+    return bce_per_mask(logits, targets).sum() / num_masks
+
+
+def dense_mask_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE + Dice (1:1) of each mask at every pixel, no point sampling.
+
+    Arguments:
+      logits (torch.Tensor): B x M x h x w mask logits.
+      targets (torch.Tensor): B x 1 x h x w (one target for all M masks) or B x M x h x w, values in [0, 1].
+
+    Returns:
+      torch.Tensor: B x M.
+    """
+    flat_logits, flat_targets = logits.flatten(0, 1), targets.expand_as(logits).flatten(0, 1)
+    return (bce_per_mask(flat_logits, flat_targets) + dice_per_mask(flat_logits, flat_targets)).view(logits.shape[:2])
 
 
 def mask_loss(

@@ -1,9 +1,9 @@
 """The toy profile's stand-in for a released SAM: the `toy` backbone trained as plain SAM on the toy world.
 
 No SAM weights can be had offline, so the toy profile first trains every part of a small SAM (encoder, prompt
-encoder, decoder) on single objects and multi-object scenes with box, point and mask prompts, supervised only with coarse masks (the GT at the decoder's
-low-res grid or coarser, as SAM's own training masks are), and saves it as a plain SAM checkpoint. From then on it is
-frozen and treated exactly like a released SAM.
+encoder, decoder) on single objects and multi-object scenes with box, point and mask prompts, supervised only with
+coarse masks (the GT at the decoder's low-res grid or coarser, as SAM's own training masks are), and saves it as a
+plain SAM checkpoint. From then on it is frozen and treated exactly like a released SAM.
 """
 
 import math
@@ -20,22 +20,22 @@ from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter, save_state_dict
 from ..data.layout import TOY_LAYOUT
 from ..data.sources import missing_sources, read_layout
-from ..data.toy_world import SCENES_DIR, generate_toy_scenes, generate_toy_world, read_toy_scenes
-from .examples import TrainingExamples, collate, epoch_batches
-from .head import embed_prompts, in_example_order
+from ..seeding import keyed_generator
+from ..train.examples import TrainingExamples, collate, epoch_batches
+from ..train.head import embed_prompts, in_example_order
+from ..train.logs import CsvLog
+from ..train.loss import dense_mask_loss
+from .world import SCENES_DIR, generate_toy_scenes, generate_toy_world, read_toy_scenes
 
 PathLike = Union[str, Path]
+# The clicks' stream: a string part keeps these keys apart from the training examples' all-integer ones.
+CLICKS_STREAM = "toy SAM clicks"
 
 
-def _mask_losses(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """BCE + Dice per mask: logits B x M x h x w against a B x 1 x h x w soft target -> B x M."""
-    target = target.expand_as(logits)
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3))
-    probabilities = logits.sigmoid()
-    dice = 1 - (2 * (probabilities * target).sum(dim=(2, 3)) + 1) / (
-        probabilities.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + 1
-    )
-    return bce + dice
+def loss_log_path(checkpoint: PathLike) -> Path:
+    """The per-step loss log `train_toy_sam` writes beside its checkpoint: sam_toy.pth -> sam_toy.losses.csv."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.losses.csv")
 
 
 def train_toy_sam(
@@ -49,14 +49,19 @@ def train_toy_sam(
     progress: bool = True,
     scenes: Optional[PathLike] = None,
 ) -> Path:
-    """Train a toy SAM on the toy world's training split and save it (SAM keys only) to `output`.
+    """Train a toy SAM on the toy world's training split and save it (SAM keys only) to `output`; returns its path.
 
     The coarse GT is the mask area-averaged onto a `coarse_size` grid and smoothly upsampled to the decoder's
     low-res grid: like SA-1B's masks, right in the large but blind to detail finer than a grid cell, which is
-    the gap HQ-SAM's fine-mask training closes. Single-mask token: BCE + Dice against it; multimask tokens: the best of three (SAM's ambiguity
-    rule); IoU head: MSE against the IoU its masks really reach. Prompts: box, 1-10 positive points, noisy mask.
-    Data: the toy world's training split, plus one sample per object of the multi-object `scenes`
-    (`generate_toy_scenes`'s folder) when given: a SAM trained on single objects learns to ignore its box.
+    the gap HQ-SAM's fine-mask training closes. Single-mask token: BCE + Dice against it at every low-res pixel;
+    multimask tokens: the best of three (SAM's ambiguity rule); IoU head: MSE against the IoU its masks really
+    reach. Prompts: box, 1-10 positive points, noisy mask. Data: the toy world's training split, plus one sample
+    per object of the multi-object `scenes` (`generate_toy_scenes`'s folder) when given: a SAM trained on single
+    objects learns to ignore its box.
+
+    Each step's losses (step, loss and its terms: mask, multimask, iou; lr) are appended to
+    `loss_log_path(output)` as the run goes, a fresh file per run. The weights start from `torch.manual_seed(seed)`
+    (module initialisation takes no generator); every later draw is keyed by `seed`.
     """
     torch.manual_seed(seed)
     model = build_hqsam("toy").train()
@@ -81,12 +86,15 @@ def train_toy_sam(
         num_points=10,
     )
     low_res = tuple(model.prompt_encoder.mask_input_size)
+    log_path = loss_log_path(output)
+    log_path.unlink(missing_ok=True)
+    log = CsvLog(log_path)
     started, step, epoch = time.perf_counter(), 0, 0
     bar = tqdm(total=steps, desc="toy SAM", unit="step", disable=not progress, dynamic_ncols=True)
     while step < steps:
         batches = [[(epoch, i) for i in b] for b in epoch_batches(len(examples), batch_size, seed, epoch)]
         for batch in DataLoader(examples, batch_sampler=batches[: steps - step], collate_fn=collate):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            generator = keyed_generator(seed, CLICKS_STREAM, step)
             for i, points in enumerate(batch["points"]):  # 1 to 10 clicks, so single clicks work too
                 if points is not None and len(points) > 1:
                     batch["points"][i] = points[: int(torch.randint(1, len(points) + 1, (1,), generator=generator))]
@@ -97,16 +105,23 @@ def train_toy_sam(
                 model.mask_decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, None, indices)
                 for indices, sparse, dense in groups
             ]
-            masks = in_example_order(groups, [masks for masks, _, _ in decoded])
-            iou = in_example_order(groups, [iou for _, _, iou in decoded])
+            masks = in_example_order(groups, [result.sam_masks for result in decoded])
+            iou = in_example_order(groups, [result.sam_iou for result in decoded])
             coarse = F.interpolate(batch["target"], size=(coarse_size, coarse_size), mode="area")
             target = F.interpolate(coarse, size=low_res, mode="bilinear", align_corners=False)
-            losses = _mask_losses(masks, target)
+            losses = dense_mask_loss(masks, target)
             with torch.no_grad():
                 hard = target > 0.5
                 predicted = masks > 0
                 reached = (predicted & hard).sum(dim=(2, 3)) / (predicted | hard).sum(dim=(2, 3)).clamp(min=1)
-            loss = losses[:, 0].mean() + losses[:, 1:].min(dim=1).values.mean() + F.mse_loss(iou, reached)
+            terms = {
+                "mask": losses[:, 0].mean(),
+                "multimask": losses[:, 1:].min(dim=1).values.mean(),
+                "iou": F.mse_loss(iou, reached),
+            }
+            loss = sum(terms.values())
+            log.append({"step": step, "loss": loss.item(), **{k: v.item() for k, v in terms.items()},
+                        "lr": schedule.get_last_lr()[0]})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -119,7 +134,7 @@ def train_toy_sam(
     state = {k: v for k, v in model.state_dict().items() if not is_hq_parameter(k)}
     path = save_state_dict(state, output)
     if progress:
-        print(f"toy SAM: {steps} steps in {time.perf_counter() - started:.0f} s, saved to {path}")
+        print(f"toy SAM: {steps} steps in {time.perf_counter() - started:.0f} s, saved to {path} (losses: {log_path})")
     return path
 
 
