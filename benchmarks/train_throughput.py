@@ -24,11 +24,12 @@ import torch
 
 import hqsam
 from hqsam.data import TOY_LAYOUT, read_layout
-from hqsam.data.toy_world import generate_toy_world
-from hqsam.eval.hq_benchmark import PRECISIONS
+from hqsam.decoding import PRECISIONS
 from hqsam.eval.speed import device_description
 from hqsam.profiles import resolve_device
-from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate, keyed_generator
+from hqsam.seeding import keyed_generator
+from hqsam.toy import generate_toy_world
+from hqsam.train.examples import LOSS_STREAM, TrainingExamples, collate
 from hqsam.train.head import HQLogits, embed_prompts, encode_frozen
 from hqsam.train.loss import mask_loss
 from torch.utils.data import ConcatDataset
@@ -46,13 +47,14 @@ def release_style_logits(model: hqsam.HQSam, batch: dict) -> torch.Tensor:
         for i in range(len(batch["kind"])):
             one = {k: v[i : i + 1] for k, v in batch.items()}
             (_, sparse, dense), = embed_prompts(model, one)
-            low_res, _ = decoder.forward_sam(embeddings[i : i + 1], image_pe, sparse, dense, multimask_output=False)
+            output = decoder.predict_masks_hq(embeddings[i : i + 1], image_pe, sparse, dense, None)
+            low_res, _ = output.sam(multimask_output=False)
             size = batch["image"].shape[-2:]
             model.postprocess_masks(low_res, size, size) > model.mask_threshold
             prompts.append((sparse, dense))
     hq_features = decoder.hq_features(embeddings, early)
     logits = [
-        decoder.predict_masks_hq(embeddings[i : i + 1], image_pe, sparse, dense, hq_features[i : i + 1])[1]
+        decoder.predict_masks_hq(embeddings[i : i + 1], image_pe, sparse, dense, hq_features[i : i + 1]).hq_mask
         for i, (sparse, dense) in enumerate(prompts)
     ]
     return torch.cat(logits)

@@ -22,7 +22,6 @@ Design:
   it does not).
 """
 
-import argparse
 import hashlib
 import http.client
 import json
@@ -342,7 +341,8 @@ def download_url(
     return dest
 
 
-def _entry(name: str) -> RemoteFile:
+def registry_entry(name: str) -> RemoteFile:
+    """The registry file `name`; ValueError naming the valid names otherwise."""
     if name not in REGISTRY:
         raise ValueError(f"unknown file {name!r}; valid names: {', '.join(REGISTRY)}")
     return REGISTRY[name]
@@ -417,7 +417,7 @@ def download(
     mirror's `SHA256SUMS` replace the registry's. A file with no pinned digest is checked against the digest
     recorded at its first download there, or records it.
     """
-    entry = _entry(name)
+    entry = registry_entry(name)
     directory = Path(directory) if directory is not None else default_directory(entry.kind)
     dest = directory / entry.filename
     expected = _expected(entry, directory)
@@ -438,7 +438,7 @@ def verify(name: str, directory: Optional[PathLike] = None) -> Path:
 
     A file with neither (never downloaded through `download`) passes on existence alone.
     """
-    entry = _entry(name)
+    entry = registry_entry(name)
     directory = Path(directory) if directory is not None else default_directory(entry.kind)
     path = directory / entry.filename
     if not path.is_file():
@@ -447,56 +447,3 @@ def verify(name: str, directory: Optional[PathLike] = None) -> Path:
     if failure is not None:
         raise DownloadError(failure)
     return path
-
-
-def _size_text(entry: RemoteFile) -> str:
-    if entry.size is None:
-        return entry.size_hint or "?"
-    return f"{entry.size / 1e9:.1f} GB" if entry.size >= 1e9 else f"{entry.size / 1e6:.0f} MB"
-
-
-def _list_registry() -> None:
-    width = max(len(name) for name in REGISTRY)
-    for entry in REGISTRY.values():
-        print(f"{entry.name:<{width}}  {entry.kind:<10}  {_size_text(entry):>7}  {entry.url}")
-
-
-def _run_download_command(args: argparse.Namespace) -> int:
-    if args.list:
-        _list_registry()
-        return 0
-    if not args.names:
-        print("error: name at least one file to download (`hqsam download --list` shows them)", file=sys.stderr)
-        return 2
-    try:
-        for name in args.names:
-            _entry(name)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    try:
-        for name in args.names:
-            print(download(name, args.dir, base_url=args.mirror, progress=args.progress))
-    except DownloadError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def add_download_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    """Register `download NAME [NAME ...] [--dir DIR] [--mirror URL] [--no-progress]` and `download --list`."""
-    parser = subparsers.add_parser(
-        "download",
-        help="download official checkpoints and datasets",
-        description="Download official checkpoints and datasets (resumable, SHA-256 verified).",
-    )
-    parser.add_argument("names", nargs="*", metavar="NAME", help="registry names (see --list)")
-    parser.add_argument("--list", action="store_true", help="print the available files and exit")
-    parser.add_argument(
-        "--dir", type=Path, default=None,
-        help="destination directory (default: $HQSAM_HOME, else ./checkpoints or ./data/downloads)",
-    )
-    parser.add_argument("--mirror", default=None, help="base URL that replaces the official one (or $HQSAM_MIRROR)")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    parser.set_defaults(func=_run_download_command)
-    return parser

@@ -47,7 +47,7 @@ def boundary_band(mask: np.ndarray, dilation: int) -> np.ndarray:
     The band holds the mask pixels whose (2*dilation+1) x (2*dilation+1) window, centred on them, is not all
     mask; pixels outside the image count as not mask.
     """
-    mask = _as_bool(mask, "mask")
+    mask = as_bool_mask(mask)
     _check_dilation(dilation)
     return _band(mask, dilation)
 
@@ -162,12 +162,14 @@ def _binarise_hint(dtype: object, low: Optional[int] = None, high: Optional[int]
     )
 
 
-def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
+def as_bool_mask(mask: np.ndarray, name: str = "mask") -> np.ndarray:
+    """`mask` as an H x W bool array: boolean masks as they are, integer masks of 0s and 1s converted; a clear
+    ValueError for anything else (other shapes, empty masks, floats, 0/255)."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"{name} must be an H x W mask, got an array of shape {mask.shape}")
     if mask.size == 0:
-        raise ValueError(f"{name} is empty (shape {mask.shape}): there is no image to score")
+        raise ValueError(f"{name} is empty (shape {mask.shape}): it has no pixels")
     if mask.dtype == np.bool_:
         return mask
     if not np.issubdtype(mask.dtype, np.integer):
@@ -179,7 +181,7 @@ def _as_bool(mask: np.ndarray, name: str) -> np.ndarray:
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    gt, pred = _as_bool(gt, "gt"), _as_bool(pred, "pred")
+    gt, pred = as_bool_mask(gt, "gt"), as_bool_mask(pred, "pred")
     if gt.shape != pred.shape:
         raise ValueError(f"gt and pred must have the same shape, got {gt.shape} and {pred.shape}")
     return gt, pred

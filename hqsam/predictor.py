@@ -18,8 +18,10 @@ import numpy as np
 import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from .decoding import Encoded, box_logits, decode
 from .image import to_rgb_uint8
 from .modeling import HQSam
+from .prompts import check_boxes
 
 Prediction = Tuple[np.ndarray, np.ndarray, np.ndarray]
 TorchPrediction = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -130,7 +132,8 @@ class HQSamPredictor:
         """Like `predict` for B prompts at once, inputs already in the model's resized frame
         (`predictor.transform.apply_coords_torch` / `apply_boxes_torch`): B x N x 2 points, B x N labels,
         B x 4 boxes, B x 1 x 4E x 4E mask inputs. Returns B x 1 x H x W masks, B x 1 IoUs, B x 1 x 4E x 4E."""
-        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, True, hq_token_only)
+        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, "HQ-SAM",
+                            hq_token_only)
 
     @torch.no_grad()
     def predict_sam_torch(
@@ -143,9 +146,8 @@ class HQSamPredictor:
         return_logits: bool = False,
     ) -> TorchPrediction:
         """Plain SAM's `predict_torch` (Meta's), from the same image embedding."""
-        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, False, False)
+        return self._decode(point_coords, point_labels, boxes, mask_input, multimask_output, return_logits, "SAM")
 
-    @torch.no_grad()
     def predict_batch(
         self,
         images: Sequence[np.ndarray],
@@ -158,52 +160,21 @@ class HQSamPredictor:
     ) -> List[Prediction]:
         """HQ-SAM masks for many images, each with its own K_i x 4 boxes (x0, y0, x1, y1 pixels).
 
-        The encoder runs on `images_per_pass` images at a time, the decoder once for all their boxes. Does not
-        touch the image set with `set_image`. Returns, per image, K_i x 1 x H x W masks, K_i x 1 IoUs and
-        K_i x 1 x 4E x 4E low-res logits.
+        The encoder runs on `images_per_pass` images at a time, the decoder once per image for all its boxes
+        (`hqsam.decoding.box_logits`). Does not touch the image set with `set_image`. Returns, per image,
+        K_i x 1 x H x W masks, K_i x 1 IoUs and K_i x 1 x 4E x 4E low-res logits.
         """
-        if len(images) != len(boxes):
-            raise ValueError(f"{len(images)} images but {len(boxes)} box arrays: give one K x 4 array per image")
-        if images_per_pass < 1:
-            raise ValueError(f"images_per_pass must be at least 1, got {images_per_pass}")
         results: List[Prediction] = []
-        for start in range(0, len(images), images_per_pass):
-            chunk = [to_rgb_uint8(image, image_format) for image in images[start : start + images_per_pass]]
-            chunk_boxes = [_check_boxes(b, image.shape[:2]) for b, image in zip(boxes[start : start + images_per_pass], chunk)]
-            inputs = [
-                torch.as_tensor(self.transform.apply_image(image), device=self.device).permute(2, 0, 1)
-                for image in chunk
-            ]
-            embeddings, early = self.model.encode_image(torch.stack([self.model.preprocess(x) for x in inputs]))
-            counts = [len(b) for b in chunk_boxes]
-            if sum(counts) == 0:
-                results.extend(_empty_prediction(self.model, image.shape[:2], return_logits) for image in chunk)
-                continue
-            model_boxes = torch.cat(
-                [
-                    torch.as_tensor(self.transform.apply_boxes(b, image.shape[:2]), dtype=torch.float, device=self.device)
-                    for b, image in zip(chunk_boxes, chunk)
-                ]
-            )
-            image_index = torch.repeat_interleave(torch.arange(len(chunk), device=self.device), torch.as_tensor(counts, device=self.device))
-            sparse, dense = self.model.prompt_encoder(points=None, boxes=model_boxes, masks=None)
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=embeddings,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
-                hq_token_only=hq_token_only,
-                hq_features=self.model.mask_decoder.hq_features(embeddings, early),
-                image_index=image_index,
-            )
-            for i, (low, scores) in enumerate(zip(low_res.split(counts), iou.split(counts))):
-                masks = self.model.postprocess_masks(low, tuple(inputs[i].shape[-2:]), chunk[i].shape[:2])
-                if not return_logits:
-                    masks = masks > self.model.mask_threshold
-                results.append(_to_numpy((masks, scores, low), batched=True))
+        for result in box_logits(self.model, images, boxes, ("HQ-SAM",), hq_token_only, multimask_output,
+                                 images_per_pass, image_format=image_format):
+            masks = result.upsampled(self.model, "HQ-SAM")
+            if not return_logits:
+                masks = masks > self.model.mask_threshold
+            decoded = result.decoded["HQ-SAM"]
+            results.append(_to_numpy((masks, decoded.iou, decoded.logits), batched=True))
         return results
 
+    @torch.no_grad()
     def _decode(
         self,
         point_coords: Optional[torch.Tensor],
@@ -212,28 +183,19 @@ class HQSamPredictor:
         mask_input: Optional[torch.Tensor],
         multimask_output: bool,
         return_logits: bool,
-        hq: bool,
-        hq_token_only: bool,
+        model_name: str,
+        hq_token_only: bool = False,
     ) -> TorchPrediction:
         self._require_image()
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels go together: give both or neither")
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        decoder = self.model.mask_decoder
-        arguments = dict(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-        )
-        if hq:
-            if self._hq_features is None:
-                self._hq_features = decoder.hq_features(self.features, self.early_features)
-            low_res, iou = decoder(**arguments, hq_token_only=hq_token_only, hq_features=self._hq_features)
-        else:
-            low_res, iou = decoder.forward_sam(**arguments)
+        if model_name == "HQ-SAM" and self._hq_features is None:
+            self._hq_features = self.model.mask_decoder.hq_features(self.features, self.early_features)
+        encoded = Encoded(self.features, self._hq_features if model_name == "HQ-SAM" else None)
+        low_res, iou = decode(self.model, encoded, sparse, dense, None, (model_name,), hq_token_only,
+                              multimask_output)[model_name]
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
         if not return_logits:
             masks = masks > self.model.mask_threshold
@@ -279,7 +241,7 @@ class HQSamPredictor:
                     f"box must be one x0, y0, x1, y1 box, got shape {box.shape}; "
                     "for many boxes use predict_torch or predict_batch"
                 )
-            checked = _check_boxes(box.reshape(1, 4), self.original_size)
+            checked = check_boxes(box.reshape(1, 4), self.original_size)
             boxes = torch.as_tensor(self.transform.apply_boxes(checked, self.original_size), dtype=torch.float, device=self.device)
         if mask_input is not None:
             mask_input = np.asarray(mask_input, dtype=np.float32)
@@ -295,34 +257,6 @@ class HQSamPredictor:
                 raise ValueError("mask_input contains NaN or infinite values")
             masks = torch.as_tensor(mask_input, device=self.device)[None]
         return coords, labels, boxes, masks
-
-
-def _check_boxes(boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
-    """Validate K x 4 boxes (x0, y0, x1, y1) against an image of H x W; clip the parts outside it."""
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if boxes.ndim == 1 and boxes.size == 0:
-        boxes = boxes.reshape(0, 4)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"boxes must be K x 4 (x0, y0, x1, y1), got shape {boxes.shape}")
-    if not np.isfinite(boxes).all():
-        raise ValueError(f"boxes contain NaN or infinite values: {boxes[~np.isfinite(boxes).all(axis=1)].tolist()}")
-    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
-    if inverted.any():
-        raise ValueError(
-            f"boxes must be x0, y0, x1, y1 with x0 <= x1 and y0 <= y1; inverted: {boxes[inverted].tolist()} "
-            "(x, y, w, h boxes convert with [x, y, x + w, y + h])"
-        )
-    height, width = image_size
-    outside = (boxes[:, 0] > width) | (boxes[:, 1] > height) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
-    if outside.any():
-        raise ValueError(f"boxes lie entirely outside the {width} x {height} image: {boxes[outside].tolist()}")
-    return np.clip(boxes, 0, [width, height, width, height])
-
-
-def _empty_prediction(model: HQSam, image_size: Tuple[int, int], return_logits: bool) -> Prediction:
-    low_res_size = tuple(model.prompt_encoder.mask_input_size)
-    dtype = np.float32 if return_logits else bool
-    return np.zeros((0, 1, *image_size), dtype), np.zeros((0, 1), np.float32), np.zeros((0, 1, *low_res_size), np.float32)
 
 
 def _to_numpy(prediction: TorchPrediction, batched: bool = False) -> Prediction:

@@ -1,4 +1,4 @@
-"""Training prompts made from the ground-truth mask: a box, random positive points, or a noisy mask.
+"""Prompts made from a ground-truth mask (a box, random positive points, a noisy mask), and the check of user boxes.
 
 Masks are at the model's input resolution (S x S after augmentation) unless stated; foreground is mask > 0.5.
 Random draws come from the per-sample `torch.Generator` (CPU) the caller passes, never from the global RNG.
@@ -6,6 +6,7 @@ Random draws come from the per-sample `torch.Generator` (CPU) the caller passes,
 
 from typing import List, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +40,28 @@ def _extent(occupied: torch.Tensor, length: int) -> Tuple[torch.Tensor, torch.Te
     last = torch.where(occupied, index, -1).amax(dim=1)
     empty = ~occupied.any(dim=1)
     return first.masked_fill(empty, 0), last.masked_fill(empty, length - 1)
+
+
+def check_boxes(boxes: np.ndarray, image_size: Tuple[int, int]) -> np.ndarray:
+    """Validate K x 4 boxes (x0, y0, x1, y1) against an image of H x W; clip the parts outside it."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim == 1 and boxes.size == 0:
+        boxes = boxes.reshape(0, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must be K x 4 (x0, y0, x1, y1), got shape {boxes.shape}")
+    if not np.isfinite(boxes).all():
+        raise ValueError(f"boxes contain NaN or infinite values: {boxes[~np.isfinite(boxes).all(axis=1)].tolist()}")
+    inverted = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
+    if inverted.any():
+        raise ValueError(
+            f"boxes must be x0, y0, x1, y1 with x0 <= x1 and y0 <= y1; inverted: {boxes[inverted].tolist()} "
+            "(x, y, w, h boxes convert with [x, y, x + w, y + h])"
+        )
+    height, width = image_size
+    outside = (boxes[:, 0] > width) | (boxes[:, 1] > height) | (boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+    if outside.any():
+        raise ValueError(f"boxes lie entirely outside the {width} x {height} image: {boxes[outside].tolist()}")
+    return np.clip(boxes, 0, [width, height, width, height])
 
 
 def sample_points(mask: torch.Tensor, num_points: int, generator: torch.Generator) -> torch.Tensor:

@@ -17,11 +17,10 @@ on 127.0.0.1 as a mirror.
   which random weights cannot match).
 
 `serve(folder)` serves it; `hqsam rehearse DIR` does both and prints the command that runs the paper profile
-against it. The images are drawn with the toy world's object generator (`hqsam.data.toy_world`), so they are
+against it. The images are drawn with the toy world's object generator (`hqsam.toy`), so they are
 intricate, not noise; the counts are tiny, the formats and sizes are the real ones.
 """
 
-import argparse
 import contextlib
 import functools
 import io
@@ -40,9 +39,10 @@ from PIL import Image, ImageFilter
 
 from .build import build_hqsam, build_sam
 from .data.layout import HQSEG44K_LAYOUT
-from .data.toy_world import build_once, draw_toy_object, generate_toy_coco
 from .download import REGISTRY, write_sha256sums
-from .io import atomic_write
+from .io import atomic_write, build_once
+from .seeding import keyed_rng
+from .toy import draw_toy_object, generate_toy_coco
 
 PathLike = Union[str, Path]
 
@@ -87,7 +87,7 @@ def _write_hqseg_zips(folder: Path, seed: int, images_per_source: int) -> None:
         wrap = archive in WRAPPED_ARCHIVES
         inside = {path: path if wrap else path.split("/", 1)[1] for path in (spec.image_dir, spec.mask_dir)}
         for index in range(images_per_source):
-            image, mask = draw_toy_object(np.random.default_rng([seed, source_id, index]), height, width, character)
+            image, mask = draw_toy_object(keyed_rng(seed, source_id, index), height, width, character)
             stem = f"{spec.name.lower()}_{index:04d}"
             files = members.setdefault(archive, {})
             files[f"{inside[spec.image_dir]}/{stem}{spec.image_ext}"] = _jpeg(image)
@@ -165,36 +165,3 @@ def serve(folder: PathLike, port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
-
-
-def _run_rehearse_command(args: argparse.Namespace) -> int:
-    folder = write_rehearsal(args.dir, images_per_source=args.images_per_source, coco_images=args.coco_images)
-    if not args.serve:
-        print(folder)
-        return 0
-    with serve(folder, args.port) as url:
-        print(f"serving {folder} at {url} (Ctrl-C stops); the paper profile against it:")
-        print(f"  make reproduce PROFILE=paper MIRROR={url} MODEL_TYPE={REHEARSAL_MODEL} OUT=rehearsal-run "
-              f"ARGS='-p coco_detections={Path(folder).resolve() / DETECTIONS_FILE}'", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-    return 0
-
-
-def add_rehearse_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> argparse.ArgumentParser:
-    """Register `rehearse DIR [--port N] [--no-serve] [--images-per-source N] [--coco-images N]`."""
-    parser = subparsers.add_parser(
-        "rehearse", help="write and serve an offline miniature of the paper profile's inputs",
-        description="Write an offline miniature of every paper-profile input in the released formats (HQSeg-44K "
-                    "zips, SAM and HQ-SAM vit_b checkpoints with random weights, COCO val2017 and detections, "
-                    "SHA256SUMS) into DIR and serve it on 127.0.0.1 as a download mirror.",
-    )
-    parser.add_argument("dir", type=Path, metavar="DIR")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
-    parser.add_argument("--no-serve", dest="serve", action="store_false", help="write the files only")
-    parser.add_argument("--images-per-source", type=int, default=2, help="images in each of the 11 sources")
-    parser.add_argument("--coco-images", type=int, default=2, help="COCO val2017 images")
-    parser.set_defaults(func=_run_rehearse_command)
-    return parser

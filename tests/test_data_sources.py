@@ -1,4 +1,3 @@
-import argparse
 import hashlib
 import io
 import json
@@ -16,7 +15,8 @@ from pycocotools.coco import COCO
 
 from hqsam.data.coco_source import CocoInstanceSource
 from hqsam.data.archives import COCO_ARCHIVES, marker_path
-from hqsam.data.hqseg44k import add_download_data_command, download_coco, download_hqseg44k
+from hqsam.cli import main as hqsam_main
+from hqsam.data.hqseg44k import download_coco, download_hqseg44k
 from hqsam.data.layout import HQSEG44K_LAYOUT, TOY_LAYOUT
 from hqsam.data.sources import (
     FolderSource,
@@ -396,24 +396,20 @@ def test_zip_with_escaping_member_is_refused(server, tmp_path, evil):
 
 def test_download_data_command(server, tmp_path, capsys):
     server.files["DIS5K.zip"] = dis5k_zip()
-    parser = argparse.ArgumentParser(prog="hqsam")
-    add_download_data_command(parser.add_subparsers(dest="command", required=True))
     common = ["--dir", str(tmp_path / "root"), "--downloads", str(tmp_path / "dl"), "--mirror", server.url,
               "--no-progress"]
 
-    args = parser.parse_args(["download-data", *common, "--only", "DIS5K"])
-    assert args.func(args) == 1  # the other archives' sources are missing: reported, not a crash
+    assert hqsam_main(["download-data", *common, "--only", "DIS5K"]) == 1  # the other archives' sources are missing: reported, not a crash
     out, err = capsys.readouterr()
     assert "DIS5K-TR" in out and "DIS5K-VD" in out
     for spec in HQSEG44K_LAYOUT:
         if not spec.name.startswith("DIS5K"):
             assert f"missing: {spec.split}/{spec.name}" in err
 
-    args = parser.parse_args(["download-data", *common, "--only", "cascade_psp"])
-    assert args.func(args) == 1
+    assert hqsam_main(["download-data", *common, "--only", "cascade_psp"]) == 1
     assert "error:" in capsys.readouterr().err and "/cascade_psp.zip" in server.requests
     with pytest.raises(SystemExit):
-        parser.parse_args(["download-data", "--only", "coco_val2017"])
+        hqsam_main(["download-data", "--only", "coco_val2017"])
 
 
 def with_folders(members: dict) -> dict:
@@ -448,11 +444,8 @@ def test_download_data_finds_all_sources_whichever_form_the_archives_have(server
     for name, wrapper in FORMS[form].items():
         server.files[f"{name}.zip"] = hqseg44k_zip(name, wrapper)
     root = tmp_path / "root"
-    parser = argparse.ArgumentParser(prog="hqsam")
-    add_download_data_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["download-data", "--dir", str(root), "--downloads", str(tmp_path / "dl"),
-                              "--mirror", server.url, "--no-progress"])
-    assert args.func(args) == 0
+    assert hqsam_main(["download-data", "--dir", str(root), "--downloads", str(tmp_path / "dl"),
+                       "--mirror", server.url, "--no-progress"]) == 0
     out, err = capsys.readouterr()
     assert "missing:" not in err and all(spec.name in out for spec in HQSEG44K_LAYOUT)
     assert [len(source) for source in read_layout(root, HQSEG44K_LAYOUT)] == [2] * len(HQSEG44K_LAYOUT)

@@ -1,7 +1,6 @@
 """COCO evaluation: our metrics against pycocotools run directly and against brute force, and predict_coco on the
 toy COCO set against HQSamPredictor box by box."""
 
-import argparse
 import contextlib
 import copy
 import io
@@ -17,18 +16,17 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import hqsam
-from hqsam.data.toy_world import generate_toy_coco
+from hqsam.toy import generate_toy_coco
+from hqsam.cli import main as hqsam_main
+from hqsam.decoding import box_logits
 from hqsam.eval.coco import (
     TABLE_COLUMNS,
     BoundaryCOCOeval,
-    add_coco_arguments,
     boundary_ap,
-    box_logits,
     coco_metrics,
     encode_masks,
     evaluate_coco,
     predict_coco,
-    run_coco_command,
     write_results,
 )
 from hqsam.data.sources import read_image
@@ -303,7 +301,8 @@ def test_batched_masks_equal_predictor_box_by_box(toy_coco, toy_model, toy_predi
     detections = json.loads((toy_coco / "detections.json").read_text())
     boxes = [np.array([[x, y, x + w, y + h] for d in detections if d["image_id"] == i for x, y, w, h in [d["bbox"]]])
              for i in image_ids]
-    batched = list(box_logits(toy_model, images, boxes, images_per_pass=2))
+    batched = [{name: result.upsampled(toy_model, name)[:, 0] for name in result.decoded}
+               for result in box_logits(toy_model, images, boxes, images_per_pass=2)]
     predictor = hqsam.HQSamPredictor(toy_model)
     index = {"SAM": 0, "HQ-SAM": 0}
     for image, image_boxes, logits in zip(images, boxes, batched):
@@ -379,17 +378,15 @@ def test_evaluate_coco_writes_outputs_and_cli(toy_coco, toy_model, toy_checkpoin
             table.loc[name, "AP"], nan_ok=True)
     assert (tmp_path / "run" / "metrics.csv").read_text().startswith("model,AP,AP50")
 
-    parser = add_coco_arguments(argparse.ArgumentParser())
-    common = ["--checkpoint", toy_checkpoint, "--images", str(toy_coco / "images"), "--annotations",
+    common = ["eval", "coco", "--checkpoint", str(toy_checkpoint), "--images", str(toy_coco / "images"), "--annotations",
               str(toy_coco / "instances.json"), "--max-images", "2", "--no-progress", "--device", "cpu"]
-    assert run_coco_command(parser.parse_args(common + ["--oracle", "--output", str(tmp_path / "cli")])) == 0
+    assert hqsam_main(common + ["--oracle", "--output", str(tmp_path / "cli")]) == 0
     assert json.loads((tmp_path / "cli" / "skipped.json").read_text())["image_ids"] == [1, 2]
-    missing = parser.parse_args(common + ["--detections", str(tmp_path / "nothing.json")])
-    assert run_coco_command(missing) == 1
+    assert hqsam_main(common + ["--detections", str(tmp_path / "nothing.json")]) == 1
 
 
 def test_an_interrupted_prediction_resumes_from_its_journal(toy_coco, toy_model, monkeypatch, tmp_path):
-    import hqsam.eval.coco as coco_module
+    import hqsam.eval.coco.predict as coco_module
 
     arguments = (toy_model, toy_coco / "images", toy_coco / "instances.json", toy_coco / "detections.json")
     whole = predict_coco(*arguments, images_per_pass=2, progress=False)

@@ -12,11 +12,12 @@ import torch.nn.functional as F
 import hqsam
 from conftest import randomize_
 from hqsam.cli import main
-from hqsam.data import TOY_LAYOUT, generate_toy_world, read_layout
+from hqsam.data import TOY_LAYOUT, read_layout
 from hqsam.eval import evaluate_box_noise, evaluate_hq_datasets, evaluate_points, summarize
-from hqsam.eval.coco import box_logits
+from hqsam.decoding import box_logits
 from hqsam.eval.hq_benchmark import shard_chunks
 from hqsam.metrics import boundary_iou, mask_iou
+from hqsam.toy import generate_toy_world
 
 
 @pytest.fixture(scope="module")
@@ -101,16 +102,16 @@ def test_sharding_refuses_bad_shards_and_a_rows_file(world, model, tmp_path):
 
 
 def test_precision_reaches_the_encoder_of_every_evaluation(world, model, monkeypatch):
-    """HQ benchmark, box noise and points (through `encode`), COCO (`box_logits`): one encoder helper, one keyword."""
+    """HQ benchmark, box noise and points, COCO and the predictor's batches (`box_logits`): one encoder helper
+    (`hqsam.decoding.encode_pixels`), one keyword."""
     seen = []
-    real = hqsam.eval.hq_benchmark.encode_pixels
+    real = hqsam.decoding.encode_pixels
 
     def spy(model, pixels, precision="fp32"):
         seen.append(precision)
         return real(model, pixels, precision)
 
-    monkeypatch.setattr(hqsam.eval.hq_benchmark, "encode_pixels", spy)
-    monkeypatch.setattr(hqsam.eval.coco, "encode_pixels", spy)
+    monkeypatch.setattr(hqsam.decoding, "encode_pixels", spy)
     sources = read_layout(world, TOY_LAYOUT, split="val")[:1]
     evaluate_hq_datasets(model, sources, max_images=1, progress=False, precision="bf16")
     evaluate_box_noise(model, sources, scales=(0.0,), max_images=1, progress=False, precision="bf16")

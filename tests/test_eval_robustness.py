@@ -8,20 +8,20 @@ import pytest
 import torch
 
 import hqsam
-from hqsam.data import TOY_LAYOUT, Sample, generate_toy_world, read_layout
-from hqsam.eval.hq_benchmark import evaluate_hq_datasets
+from hqsam.data import TOY_LAYOUT, Sample, read_layout
+from hqsam.eval.hq_benchmark import evaluate_hq_datasets, summarize
 from hqsam.eval.robustness import (
     evaluate_box_noise,
     evaluate_points,
     interior_point,
-    keyed_generator,
     noisy_boxes,
     point_prompts,
     squared_distance_transform,
-    summarize_robustness,
 )
 from hqsam.eval.speed import backbone_sizes, measure_speed
 from hqsam.report import paper_table
+from hqsam.seeding import keyed_generator
+from hqsam.toy import generate_toy_world
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -251,7 +251,7 @@ def test_summary_is_the_mean_of_dataset_means():
          for dataset, count in (("A", 3), ("B", 5)) for i in range(count)
          for model in ("HQ-SAM", "SAM") for scale in (0.0, 0.2)]
     )
-    table = summarize_robustness(rows, "noise_scale")
+    table = summarize(rows, "noise_scale")
     assert list(table.index) == [("SAM", 0.0), ("SAM", 0.2), ("HQ-SAM", 0.0), ("HQ-SAM", 0.2)]
     for (model, scale), row in table.iterrows():
         picked = rows[(rows["model"] == model) & (rows["noise_scale"] == scale)]
@@ -260,7 +260,7 @@ def test_summary_is_the_mean_of_dataset_means():
         assert row["average mBIoU"] == pytest.approx(np.mean(per_dataset))
         assert row["average mBIoU"] != pytest.approx(100 * picked["biou"].mean())  # not the pooled mean
     with pytest.raises(ValueError, match="pos_points"):
-        summarize_robustness(rows, ["pos_points"])
+        summarize(rows, ["pos_points"])
 
 
 def test_measure_speed_on_the_cpu():

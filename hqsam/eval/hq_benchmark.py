@@ -2,17 +2,17 @@
 
 Per image: image and GT resized to exactly S x S (S = the model's input size, 1024 for the released models;
 aspect ratio not kept), the tight box of the resized GT (> 0.5) as the prompt, single-mask output; SAM's own mask
-(`forward_sam`) and HQ-SAM's (HQ token alone by default) from one encoder pass; the low-res logits bilinearly
+and HQ-SAM's (HQ token alone by default) from one encoder pass (`hqsam.decoding`); the low-res logits bilinearly
 upsampled straight to the original GT size and thresholded at 0; IoU and boundary IoU at that size.
 
 The frozen encoder runs in float32 unless `precision="bf16"` (bfloat16 autocast; the release runs float32), the
-same setting training uses (`encode_pixels`). Many processes can share one evaluation (`shard`): each scores every
+same setting training uses (`hqsam.decoding.encode_pixels`). Many processes can share one evaluation (`shard`): each scores every
 world-th chunk of `images_per_pass` images and the rows are gathered in the single-process order; each chunk is
 batched as one process batches it, so the rows are the same.
 """
 
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..decoding import MODELS, Encoded, decode, encode
 from ..io import atomic_write
 from ..metrics import boundary_iou, mask_iou
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks
 
-MODELS = ("SAM", "HQ-SAM")
-PRECISIONS = ("fp32", "bf16")
 
 
 def resize_sample(sample, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -39,44 +38,11 @@ def resize_sample(sample, size: int) -> Tuple[torch.Tensor, torch.Tensor]:
     return image[0], mask[0, 0]
 
 
-def encode_pixels(model: HQSam, pixels: torch.Tensor, precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
-    """The frozen image encoder on B x 3 x S x S preprocessed pixels (`model.preprocess`): B x C x E x E
-    embeddings and B x E x E x vit_dim early features, float32. "fp32" runs it as it is; "bf16" under bfloat16
-    autocast on the pixels' device (CPU included), the outputs cast back."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        embeddings, early = model.encode_image(pixels)
-    return embeddings.float(), early.float()
-
-
-def encode(model: HQSam, images: Sequence[torch.Tensor], precision: str = "fp32") -> Tuple[torch.Tensor, torch.Tensor]:
-    """Image embeddings and HQ features of resized images: the one encoder pass both models share (callers
-    run it without autograd); `precision` as in `encode_pixels`."""
-    embeddings, early = encode_pixels(model, model.preprocess(torch.stack(images).to(model.device)), precision)
-    return embeddings, model.mask_decoder.hq_features(embeddings, early)
-
-
-def decode(
-    model: HQSam,
-    embeddings: torch.Tensor,
-    hq_features: torch.Tensor,
-    sparse: torch.Tensor,
-    dense: torch.Tensor,
-    image_index: torch.Tensor,
-    hq_token_only: bool,
-) -> Dict[str, torch.Tensor]:
-    """B x 1 x 4h x 4w low-res logits per model, single-mask output; image_index as in MaskDecoderHQ."""
-    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
-    return {
-        "SAM": decoder.forward_sam(
-            embeddings, image_pe, sparse, dense, multimask_output=False, image_index=image_index
-        )[0],
-        "HQ-SAM": decoder(
-            embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=hq_token_only,
-            hq_features=hq_features, image_index=image_index,
-        )[0],
-    }
+def encode_chunk(model: HQSam, chunk: Sequence, precision: str = "fp32") -> Tuple[Encoded, torch.Tensor]:
+    """The protocol's encoder pass for a chunk of samples: their `Encoded` features (both models) and their
+    resized soft GTs, N x S x S on the CPU (the prompts are computed on them, > 0.5)."""
+    images, masks = zip(*(resize_sample(sample, model.image_encoder.img_size) for sample in chunk))
+    return encode(model, model.preprocess(torch.stack(images).to(model.device)), precision), torch.stack(masks)
 
 
 def score(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
@@ -88,19 +54,18 @@ def score(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
 
 @torch.no_grad()
 def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool, precision: str) -> List[dict]:
-    images, masks = zip(*(resize_sample(sample, model.image_encoder.img_size) for sample in chunk))
-    embeddings, hq_features = encode(model, images, precision)
-    boxes = boxes_from_masks(torch.stack(masks)[:, None]).to(model.device)
-    sparse, dense = model.prompt_encoder(points=None, boxes=boxes, masks=None)
-    logits = decode(model, embeddings, hq_features, sparse, dense, None, hq_token_only)
+    encoded, masks = encode_chunk(model, chunk, precision)
+    sparse, dense = model.prompt_encoder(points=None, boxes=boxes_from_masks(masks[:, None]).to(model.device), masks=None)
+    decoded = decode(model, encoded, sparse, dense, hq_token_only=hq_token_only)
     return [
-        {"dataset": dataset, "image": sample.name, "model": name, **score(logits[name][i], sample.mask)}
+        {"dataset": dataset, "image": sample.name, "model": name, **score(decoded[name].logits[i], sample.mask)}
         for i, sample in enumerate(chunk)
         for name in MODELS
     ]
 
 
 COLUMNS = ["dataset", "image", "model", "iou", "biou"]
+METRIC_LABELS = (("iou", "mIoU"), ("biou", "mBIoU"))
 
 
 def evaluate_hq_datasets(
@@ -128,29 +93,18 @@ def evaluate_hq_datasets(
         raise ValueError("rows_file (resumable evaluation) needs a single process: pass shard=(0, 1) or no rows_file")
     rows = pd.read_csv(rows_file) if rows_file is not None and Path(rows_file).exists() else pd.DataFrame(columns=COLUMNS)
     todo = []  # per source, the images still to score
-    for source in sources:
-        count = len(source) if max_images is None else min(max_images, len(source))
+    for source, first in zip(sources, first_images(sources, max_images)):
         scored = rows[rows["dataset"] == source.name].groupby("image")["model"].nunique()
-        todo.append(range(min(int((scored == len(MODELS)).sum()), count), count))
+        todo.append(range(min(int((scored == len(MODELS)).sum()), first.stop), first.stop))
         rows = rows[(rows["dataset"] != source.name) | rows["image"].isin(scored.index[scored == len(MODELS)])]
-    chunks = shard_chunks(todo, images_per_pass, shard)
-    bar = tqdm(total=sum(stop - start for _, _, start, stop in chunks), desc="eval", unit="img", disable=not progress,
-               leave=False)
     mine: List[Tuple[int, pd.DataFrame]] = []
-    for ordinal, which, start, stop in chunks:
-        source = sources[which]
-        bar.set_description(f"eval {source.name}")
-        new = pd.DataFrame(
-            _score_chunk(model, source.name, [source[i] for i in range(start, stop)], hq_token_only, precision),
-            columns=COLUMNS,
-        )
+    for ordinal, source, _, chunk in chunks_to_score(sources, todo, images_per_pass, shard, progress):
+        new = pd.DataFrame(_score_chunk(model, source.name, chunk, hq_token_only, precision), columns=COLUMNS)
         mine.append((ordinal, new))
         rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
         if rows_file is not None:
             with atomic_write(rows_file, "w") as file:
                 rows.to_csv(file, index=False)
-        bar.update(stop - start)
-    bar.close()
     if world > 1:
         everyone: List[List[Tuple[int, pd.DataFrame]]] = [[] for _ in range(world)]
         dist.all_gather_object(everyone, mine)
@@ -176,14 +130,61 @@ def shard_chunks(
     return [(ordinal, *chunk) for ordinal, chunk in enumerate(every) if ordinal % world == rank]
 
 
-def summarize(rows: pd.DataFrame, datasets: Iterable[str] = None) -> pd.DataFrame:
-    """Per-dataset mIoU and mBIoU (x100, as the paper prints them) per model, plus the mean of dataset means."""
-    means = rows.groupby(["model", "dataset"], sort=False)[["iou", "biou"]].mean().mul(100)
-    table = means.unstack("dataset")
-    table.columns = [f"{dataset} {'mIoU' if metric == 'iou' else 'mBIoU'}" for metric, dataset in table.columns]
+def first_images(sources: Sequence, max_images: Optional[int]) -> List[range]:
+    """Per source, the indices of the images an evaluation scores: its first `max_images` (all with None)."""
+    if max_images is not None and max_images < 0:
+        raise ValueError(f"max_images must be >= 0 or None, got {max_images}")
+    return [range(len(source) if max_images is None else min(max_images, len(source))) for source in sources]
+
+
+def chunks_to_score(
+    sources: Sequence,
+    images: Sequence[range],
+    images_per_pass: int,
+    shard: Tuple[int, int] = (0, 1),
+    progress: bool = True,
+) -> Iterator[Tuple[int, object, int, List]]:
+    """(ordinal, source, index of the first image, samples) of each chunk this process scores (`shard_chunks` of
+    `images`, per source a range of image indices), in order, with a progress bar."""
+    chunks = shard_chunks(images, images_per_pass, shard)
+    bar = tqdm(total=sum(stop - start for _, _, start, stop in chunks), desc="eval", unit="img", disable=not progress,
+               leave=False)
+    for ordinal, which, start, stop in chunks:
+        source = sources[which]
+        bar.set_description(f"eval {source.name}")
+        yield ordinal, source, start, [source[i] for i in range(start, stop)]
+        bar.update(stop - start)
+    bar.close()
+
+
+def summarize(
+    rows: pd.DataFrame, by: Union[str, Sequence[str]] = (), datasets: Optional[Iterable[str]] = None
+) -> pd.DataFrame:
+    """mIoU and mBIoU (x100, as the paper prints them) per model, and per setting with `by`: per dataset, and the
+    mean of the dataset means ("average").
+
+    Arguments:
+      rows (pd.DataFrame): per-image rows of `evaluate_hq_datasets`, `evaluate_box_noise` or `evaluate_points`.
+      by (str or list): the setting's columns, e.g. "noise_scale" or ["pos_points", "neg_points"]; none for the
+        plain benchmark.
+      datasets (iterable or None): the datasets and their order; None: all, in order of appearance.
+
+    Returns:
+      pd.DataFrame indexed by model (SAM first), or by (model, *by), columns "<dataset> mIoU", "<dataset> mBIoU"
+      per dataset, "average mIoU", "average mBIoU". A dataset mean averages all its rows (trials included); an
+      average is NaN where a dataset has no rows.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [column for column in ["dataset", "model", "iou", "biou", *by] if column not in rows.columns]
+    if missing:
+        raise ValueError(f"rows lack the columns {missing}; they have {list(rows.columns)}")
     names = list(datasets) if datasets is not None else list(dict.fromkeys(rows["dataset"]))
-    ordered = [f"{d} {m}" for d in names for m in ("mIoU", "mBIoU")]
-    table = table[ordered]
-    table["average mIoU"] = means["iou"].unstack("dataset")[names].mean(axis=1)
-    table["average mBIoU"] = means["biou"].unstack("dataset")[names].mean(axis=1)
-    return table.reindex([m for m in MODELS if m in table.index])
+    means = rows.groupby(["model", *by, "dataset"], sort=False)[["iou", "biou"]].mean().mul(100).unstack("dataset")
+    table = pd.DataFrame(
+        {f"{dataset} {label}": means[(metric, dataset)] for dataset in names for metric, label in METRIC_LABELS},
+        index=means.index,
+    )
+    for metric, label in METRIC_LABELS:
+        table[f"average {label}"] = table[[f"{dataset} {label}" for dataset in names]].mean(axis=1, skipna=False)
+    order = {name: rank for rank, name in enumerate(MODELS)}
+    return table.sort_index(key=lambda level: level.map(order) if level.name == "model" else level)

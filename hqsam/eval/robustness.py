@@ -4,8 +4,8 @@ Both follow the HQ benchmark protocol of `hq_benchmark` (image and GT resized to
 own mask and HQ-SAM's from one encoder pass, logits upsampled to the original GT size, > 0, IoU and boundary
 IoU there) and change only the prompt, which is computed on the resized S x S GT (> 0.5).
 
-Random draws come from a CPU `torch.Generator` keyed by (seed, dataset, image index, ...), so an image's prompts
-do not depend on the order, the batching or how many images are evaluated.
+Random draws come from a CPU `torch.Generator` keyed by (seed, dataset, image index, ...) (`hqsam.seeding`), so an
+image's prompts do not depend on the order, the batching or how many images are evaluated.
 
 Box noise: DN-DETR's, as the authors' `misc.box_noise` applies it (style "dn_detr"): the box in centre/size form
 (cx, cy, w, h) moves its centre by u * scale * (w/2, h/2) and changes its size by u * scale * (w, h), each u
@@ -19,28 +19,22 @@ background); n > 1 positives are n distinct foreground pixels drawn uniformly, n
 pixels drawn uniformly, as the paper describes Figure 5 ("3, 5, 10 positive random points; 5 negatives").
 """
 
-import hashlib
 import warnings
-from typing import Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from ..decoding import MODELS, Encoded, decode
+from ..metrics import as_bool_mask
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks, sample_points
-from .hq_benchmark import MODELS, decode, encode, resize_sample, score
+from ..seeding import keyed_generator
+from .hq_benchmark import chunks_to_score, encode_chunk, first_images, score
 
 BOX_NOISE_STYLES = ("dn_detr", "corners")
 PAPER_POINT_SETTINGS = ((1, 0), (3, 0), (5, 0), (5, 5), (10, 0), (10, 5))
-
-
-def keyed_generator(*key: object) -> torch.Generator:
-    """A CPU generator seeded from `key` (e.g. seed, dataset name, image index): the same key, the same draws,
-    in any process (the seed is a SHA-256 of the key's repr, not Python's salted hash)."""
-    digest = hashlib.sha256(repr(key).encode()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
 def noisy_boxes(
@@ -104,7 +98,7 @@ def squared_distance_transform(mask: np.ndarray) -> np.ndarray:
     Returns:
       np.ndarray: H x W int64; 0 on False pixels; -1 everywhere when `mask` has no False pixel (no distance).
     """
-    mask = _as_bool_mask(mask)
+    mask = as_bool_mask(mask)
     height, width = mask.shape
     if mask.all():
         return np.full(mask.shape, -1, dtype=np.int64)
@@ -121,7 +115,7 @@ def interior_point(mask: np.ndarray) -> Tuple[int, int]:
     Arguments:
       mask (np.ndarray): H x W bool (or 0/1 integers) with at least one True pixel.
     """
-    mask = _as_bool_mask(mask)
+    mask = as_bool_mask(mask)
     if not mask.any():
         raise ValueError("the mask has no foreground, so it has no interior point")
     squared = squared_distance_transform(np.pad(mask, 1))[1:-1, 1:-1]
@@ -152,7 +146,7 @@ def point_prompts(
             raise ValueError(f"{name} must be an integer >= 0, got {count!r}")
     if num_positive < 1:
         raise ValueError(f"num_positive must be at least 1 (a point prompt needs a positive point), got {num_positive}")
-    mask = _as_bool_mask(mask)
+    mask = as_bool_mask(mask)
     if not mask.any():
         raise ValueError("the mask has no foreground: there is nowhere to put a positive point")
     foreground = torch.from_numpy(mask)[None].float()
@@ -184,27 +178,27 @@ def evaluate_box_noise(
     The encoder runs once per image for all scales and both models. Image i of dataset d gets the noise of
     `keyed_generator(seed, d, i)` at every scale (see `noisy_boxes`), so scale 0 reproduces
     `evaluate_hq_datasets` with the same `images_per_pass` and `precision` (the encoder's, see
-    `hq_benchmark.encode_pixels`) exactly.
+    `hqsam.decoding.encode_pixels`) exactly.
     """
     for scale in scales:
         noisy_boxes(torch.zeros(1, 4), scale, torch.Generator(), (1, 1), style)  # fail before any work
     rows: List[dict] = []
-    for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
-        size = model.image_encoder.img_size
-        images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
-        embeddings, hq_features = encode(model, images, precision)
-        clean = boxes_from_masks(torch.stack(masks)[:, None])
+    size = model.image_encoder.img_size
+    for _, source, start, chunk in chunks_to_score(sources, first_images(sources, max_images), images_per_pass,
+                                                   progress=progress):
+        encoded, masks = encode_chunk(model, chunk, precision)
+        clean = boxes_from_masks(masks[:, None])
         for scale in scales:
             boxes = torch.cat([
                 noisy_boxes(clean[i : i + 1], scale, keyed_generator(seed, source.name, start + i), (size, size), style)
                 for i in range(len(chunk))
             ])
             sparse, dense = model.prompt_encoder(points=None, boxes=boxes.to(model.device), masks=None)
-            logits = decode(model, embeddings, hq_features, sparse, dense, None, hq_token_only)
+            decoded = decode(model, encoded, sparse, dense, hq_token_only=hq_token_only)
             for i, sample in enumerate(chunk):
                 for name in MODELS:
                     rows.append({"dataset": source.name, "image": sample.name, "model": name, "noise_scale": scale,
-                                 **score(logits[name][i], sample.mask)})
+                                 **score(decoded[name].logits[i], sample.mask)})
     return pd.DataFrame(rows, columns=["dataset", "image", "model", "noise_scale", "iou", "biou"])
 
 
@@ -226,7 +220,7 @@ def evaluate_points(
     `settings` are (positive, negative) point counts (see `point_prompts`). A setting with random points is run
     `trials` times (trial 0, 1, ...); the 1-positive, 0-negative setting is deterministic and run once (trial 0).
     Trial t of image i of dataset d draws from `keyed_generator(seed, d, i, t)`. The encoder runs once per image
-    for all settings, trials and both models, at `precision` (see `hq_benchmark.encode_pixels`). An image whose
+    for all settings, trials and both models, at `precision` (see `hqsam.decoding.encode_pixels`). An image whose
     resized GT is empty cannot get a positive point: it is left out with a warning that names it.
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
@@ -238,10 +232,9 @@ def evaluate_points(
         point_prompts(probe, *setting, torch.Generator())  # fail before any work
     rows: List[dict] = []
     skipped: List[str] = []
-    for source, start, chunk in _chunks(sources, max_images, images_per_pass, progress):
-        size = model.image_encoder.img_size
-        images, masks = zip(*(resize_sample(sample, size) for sample in chunk))
-        embeddings, hq_features = encode(model, images, precision)
+    for _, source, start, chunk in chunks_to_score(sources, first_images(sources, max_images), images_per_pass,
+                                                   progress=progress):
+        encoded, masks = encode_chunk(model, chunk, precision)
         for i, (sample, mask) in enumerate(zip(chunk, masks)):
             foreground = (mask > 0.5).numpy()
             if not foreground.any():
@@ -252,7 +245,7 @@ def evaluate_points(
                 runs = range(1 if deterministic else trials)
                 generators = [keyed_generator(seed, source.name, start + i, trial) for trial in runs]
                 prompts = [point_prompts(foreground, num_positive, num_negative, g) for g in generators]
-                decoded = _decode_points(model, embeddings, hq_features, i, prompts, hq_token_only)
+                decoded = _decode_points(model, encoded, i, prompts, hq_token_only)
                 for trial, logits in zip(runs, decoded):
                     for name in MODELS:
                         rows.append({"dataset": source.name, "image": sample.name, "model": name,
@@ -267,44 +260,6 @@ def evaluate_points(
         )
     columns = ["dataset", "image", "model", "pos_points", "neg_points", "trial", "iou", "biou"]
     return pd.DataFrame(rows, columns=columns)
-
-
-def summarize_robustness(rows: pd.DataFrame, by: Union[str, Sequence[str]]) -> pd.DataFrame:
-    """mIoU and mBIoU (x100) per model and setting: per dataset, and the mean of the dataset means ("average").
-
-    Arguments:
-      rows (pd.DataFrame): rows of `evaluate_box_noise` or `evaluate_points`.
-      by (str or list): the setting's columns, e.g. "noise_scale" or ["pos_points", "neg_points"].
-
-    Returns:
-      pd.DataFrame indexed by (model, *by), columns "<dataset> mIoU", "<dataset> mBIoU" per dataset (in order of
-      appearance), "average mIoU", "average mBIoU". A dataset mean averages all its rows, trials included.
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    missing = [column for column in ["dataset", "model", "iou", "biou", *by] if column not in rows.columns]
-    if missing:
-        raise ValueError(f"rows lack the columns {missing}; they have {list(rows.columns)}")
-    datasets = list(dict.fromkeys(rows["dataset"]))
-    means = rows.groupby(["model", *by, "dataset"], sort=False)[["iou", "biou"]].mean().mul(100)
-    table = pd.DataFrame(index=means.droplevel("dataset").index.unique())
-    for dataset in datasets:
-        for metric, label in (("iou", "mIoU"), ("biou", "mBIoU")):
-            table[f"{dataset} {label}"] = means[metric].xs(dataset, level="dataset")
-    for metric, label in (("iou", "mIoU"), ("biou", "mBIoU")):
-        table[f"average {label}"] = table[[f"{dataset} {label}" for dataset in datasets]].mean(axis=1, skipna=False)
-    order = {name: rank for rank, name in enumerate(MODELS)}
-    return table.sort_index(key=lambda level: level.map(order) if level.name == "model" else level)
-
-
-def _as_bool_mask(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 2 or mask.size == 0:
-        raise ValueError(f"expected a non-empty H x W mask, got an array of shape {mask.shape}")
-    if mask.dtype != np.bool_:
-        if not np.issubdtype(mask.dtype, np.integer) or mask.min() < 0 or mask.max() > 1:
-            raise ValueError(f"the mask must be boolean (or 0/1 integers), got {mask.dtype}: binarise it first")
-        mask = mask.astype(bool)
-    return mask
 
 
 def _column_distance(mask: np.ndarray) -> np.ndarray:
@@ -362,28 +317,9 @@ def _lower_envelope_rows(values: np.ndarray) -> np.ndarray:
     return result
 
 
-def _chunks(
-    sources: Sequence, max_images: int, images_per_pass: int, progress: bool
-) -> Iterator[Tuple[object, int, List]]:
-    # (source, index of the chunk's first image, samples) in the order of evaluate_hq_datasets.
-    if max_images is not None and max_images < 0:
-        raise ValueError(f"max_images must be >= 0 or None, got {max_images}")
-    if images_per_pass < 1:
-        raise ValueError(f"images_per_pass must be >= 1, got {images_per_pass}")
-    for source in sources:
-        count = len(source) if max_images is None else min(max_images, len(source))
-        bar = tqdm(total=count, desc=f"eval {source.name}", unit="img", disable=not progress, leave=False)
-        for start in range(0, count, images_per_pass):
-            chunk = [source[i] for i in range(start, min(start + images_per_pass, count))]
-            yield source, start, chunk
-            bar.update(len(chunk))
-        bar.close()
-
-
 def _decode_points(
     model: HQSam,
-    embeddings: torch.Tensor,
-    hq_features: torch.Tensor,
+    encoded: Encoded,
     image: int,
     prompts: List[Tuple[torch.Tensor, torch.Tensor]],
     hq_token_only: bool,
@@ -398,7 +334,7 @@ def _decode_points(
         labels = torch.stack([prompts[m][1] for m in members]).to(model.device)
         sparse, dense = model.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
         image_index = torch.full((len(members),), image, dtype=torch.long)
-        logits = decode(model, embeddings, hq_features, sparse, dense, image_index, hq_token_only)
+        decoded = decode(model, encoded, sparse, dense, image_index, hq_token_only=hq_token_only)
         for row, member in enumerate(members):
-            results[member] = {name: logits[name][row] for name in MODELS}
+            results[member] = {name: decoded[name].logits[row] for name in MODELS}
     return results

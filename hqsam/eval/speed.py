@@ -1,7 +1,7 @@
 """Speed, memory and parameter sizes of SAM and HQ-SAM, the paper's Table 10 columns (and Table 1's FPS).
 
-One image through the evaluation code path (batch 1, fp32): preprocessing, the image encoder, the prompt encoder
-with one box, and SAM's decoder (`forward_sam`) or HQ-SAM's (HQ features and the HQ token); the low-res logits
+One image through the evaluation code path (`hqsam.decoding`, batch 1, fp32): preprocessing, the image encoder,
+the prompt encoder with one box, and SAM's decoder or HQ-SAM's (HQ features and the HQ token); the low-res logits
 are the output. SAM and HQ-SAM are timed alternately (SAM first on even repeats, HQ-SAM first on odd ones), so a
 drift of the machine's speed hits both alike; FPS is 1 / the median time. Timings do not depend on the weights:
 without a checkpoint the model keeps its random initialisation.
@@ -16,6 +16,7 @@ SAM's own weights, all of them learnable in SAM's training; HQ-SAM's total adds 
 weights are the HQ parts alone (`is_hq_parameter`).
 """
 
+import functools
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 
 from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter
+from ..decoding import MODELS, decode, encode
 from ..modeling import HQSam
 
 BYTES_PER_MB = 2**20
@@ -57,7 +59,7 @@ def backbone_sizes(model_types: Sequence[str] = ("vit_b", "vit_l", "vit_h")) -> 
         with torch.device("meta"):
             sizes = parameter_sizes(build_hqsam(model_type))
         rows += [{"model": name, "backbone": model_type, "params_learnable_mb": sizes[name]["params_learnable_mb"]}
-                 for name in ("SAM", "HQ-SAM")]
+                 for name in MODELS]
     return rows
 
 
@@ -93,7 +95,7 @@ def measure_speed(
     generator = torch.Generator().manual_seed(0)
     image = torch.randint(0, 256, (3, size, size), generator=generator).float().to(device)
     box = torch.tensor([[0.2 * size, 0.25 * size, 0.7 * size, 0.8 * size]], device=device)
-    passes = {"SAM": lambda: _sam_pass(model, image, box), "HQ-SAM": lambda: _hqsam_pass(model, image, box)}
+    passes = {name: functools.partial(_one_pass, model, image, box, name) for name in MODELS}
 
     seconds = {name: [] for name in passes}
     peaks: Dict[str, Optional[float]] = {name: None for name in passes}
@@ -147,19 +149,8 @@ def _timed(run: Callable[[], torch.Tensor], device: torch.device):
 
 
 @torch.no_grad()
-def _sam_pass(model: HQSam, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    embeddings = model.image_encoder(model.preprocess(image[None]))
+def _one_pass(model: HQSam, image: torch.Tensor, box: torch.Tensor, name: str) -> torch.Tensor:
+    # The evaluation path of one model: encoder (HQ features for HQ-SAM only), prompt encoder, its decoder.
+    encoded = encode(model, model.preprocess(image[None]), hq=name == "HQ-SAM")
     sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-    image_pe = model.prompt_encoder.get_dense_pe()
-    return model.mask_decoder.forward_sam(embeddings, image_pe, sparse, dense, multimask_output=False)[0]
-
-
-@torch.no_grad()
-def _hqsam_pass(model: HQSam, image: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    embeddings, early = model.encode_image(model.preprocess(image[None]))
-    sparse, dense = model.prompt_encoder(points=None, boxes=box, masks=None)
-    image_pe = model.prompt_encoder.get_dense_pe()
-    return model.mask_decoder(
-        embeddings, image_pe, sparse, dense, multimask_output=False, hq_token_only=True,
-        hq_features=model.mask_decoder.hq_features(embeddings, early),
-    )[0]
+    return decode(model, encoded, sparse, dense, models=(name,))[name].logits

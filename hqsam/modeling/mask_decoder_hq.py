@@ -4,6 +4,7 @@ The parameter names (`hf_token`, `hf_mlp`, `compress_vit_feat`, `embedding_encod
 are the authors' release names, so released checkpoints load key for key.
 """
 
+from dataclasses import dataclass
 from typing import Optional, Tuple, Type
 
 import torch
@@ -84,7 +85,7 @@ class MaskDecoderHQ(MaskDecoder):
         hq_features: torch.Tensor,
         image_index: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Predict one mask per prompt, as the authors' release does.
+        """Predict one mask per prompt, as the authors' release does (see `DecoderOutput.hq_sam`).
 
         Arguments:
           image_embeddings (torch.Tensor): N x C x H x W for N images.
@@ -102,7 +103,7 @@ class MaskDecoderHQ(MaskDecoder):
           torch.Tensor: B x 1 x 4H x 4W mask logits.
           torch.Tensor: B x 1 predicted IoU of SAM's selected mask.
         """
-        masks_sam, masks_hq, iou_pred = self.predict_masks_hq(
+        output = self.predict_masks_hq(
             image_embeddings,
             image_pe,
             sparse_prompt_embeddings,
@@ -110,34 +111,7 @@ class MaskDecoderHQ(MaskDecoder):
             hq_features,
             image_index,
         )
-        if multimask_output:
-            iou_pred, best = torch.max(iou_pred[:, 1:], dim=1)
-            iou_pred = iou_pred.unsqueeze(1)
-            masks_sam = masks_sam[torch.arange(masks_sam.shape[0]), best + 1].unsqueeze(1)
-        else:
-            iou_pred = iou_pred[:, :1]
-            masks_sam = masks_sam[:, :1]
-        masks = masks_hq if hq_token_only else masks_sam + masks_hq
-        return masks, iou_pred
-
-    def forward_sam(
-        self,
-        image_embeddings: torch.Tensor,
-        image_pe: torch.Tensor,
-        sparse_prompt_embeddings: torch.Tensor,
-        dense_prompt_embeddings: torch.Tensor,
-        multimask_output: bool,
-        image_index: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Plain SAM's output (no HQ token in the transformer), equal to Meta's MaskDecoder.forward.
-
-        Returns B x 3 (multimask) or B x 1 masks and their predicted IoUs.
-        """
-        masks, _, iou_pred = self.predict_masks_hq(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, None, image_index
-        )
-        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
-        return masks[:, mask_slice], iou_pred[:, mask_slice]
+        return output.hq_sam(multimask_output, hq_token_only)
 
     def predict_masks_hq(
         self,
@@ -148,22 +122,18 @@ class MaskDecoderHQ(MaskDecoder):
         hq_features: Optional[torch.Tensor],
         image_index: Optional[torch.Tensor] = None,
         sam_outputs: bool = True,
-    ) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Run the two-way transformer once for all prompts of all images.
+    ) -> "DecoderOutput":
+        """Run the two-way transformer once for all prompts of all images (Meta's `predict_masks`, batched).
 
-        With `hq_features` None the HQ token is left out and the result is exactly plain SAM's. With
-        `sam_outputs` False SAM's own masks and IoUs are not computed (training needs the HQ logits only).
-
-        Returns:
-          torch.Tensor or None: B x 4 x 4H x 4W logits of SAM's mask tokens.
-          torch.Tensor or None: B x 1 x 4H x 4W logits of the HQ token.
-          torch.Tensor or None: B x 4 predicted IoUs of SAM's mask tokens.
+        With `hq_features` None the HQ token is left out and SAM's outputs are exactly plain SAM's
+        (`DecoderOutput.sam` is Meta's `MaskDecoder.forward`). With `sam_outputs` False SAM's own masks and IoUs
+        are not computed (training needs the HQ logits only).
         """
         batch = sparse_prompt_embeddings.shape[0]
         image_index = _prompt_to_image_index(image_embeddings, batch, image_index)
         token_weights = [self.iou_token.weight, self.mask_tokens.weight]
         if hq_features is not None:
-            token_weights.append(self.hf_token.weight)
+            token_weights.append(self.hf_token.weight)  # differs from Meta: the HQ output token joins SAM's
         output_tokens = torch.cat(token_weights, dim=0).unsqueeze(0).expand(batch, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
 
@@ -178,20 +148,53 @@ class MaskDecoderHQ(MaskDecoder):
         src = src.transpose(1, 2).view(b, c, h, w)
         upscaled_embedding = self.output_upscaling(src)
         b, c, h, w = upscaled_embedding.shape
-        masks = iou_pred = None
+        sam_masks = sam_iou = None
         if sam_outputs:
             hyper_in = torch.stack(
                 [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
             )
-            masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
-            iou_pred = self.iou_prediction_head(iou_token_out)
+            sam_masks = (hyper_in @ upscaled_embedding.view(b, c, h * w)).view(b, -1, h, w)
+            sam_iou = self.iou_prediction_head(iou_token_out)
         if hq_features is None:
-            return masks, None, iou_pred
+            return DecoderOutput(sam_masks, None, sam_iou)
 
+        # Differs from Meta: the HQ token's mask, from SAM's upscaled feature fused with the global-local feature.
         upscaled_embedding_hq = self.embedding_maskfeature(upscaled_embedding) + hq_features[image_index]
         hq_filter = self.hf_mlp(hs[:, 1 + self.num_mask_tokens, :]).unsqueeze(1)
-        masks_hq = (hq_filter @ upscaled_embedding_hq.view(b, c, h * w)).view(b, 1, h, w)
-        return masks, masks_hq, iou_pred
+        hq_mask = (hq_filter @ upscaled_embedding_hq.view(b, c, h * w)).view(b, 1, h, w)
+        return DecoderOutput(sam_masks, hq_mask, sam_iou)
+
+
+@dataclass(frozen=True)
+class DecoderOutput:
+    """What one `MaskDecoderHQ.predict_masks_hq` pass gives for B prompts (4H x 4W: the low-res mask grid).
+
+    Attributes:
+      sam_masks (torch.Tensor or None): B x 4 x 4H x 4W logits of SAM's mask tokens (single-mask token first);
+        None when SAM's outputs were not asked for.
+      hq_mask (torch.Tensor or None): B x 1 x 4H x 4W logits of the HQ token; None without HQ features.
+      sam_iou (torch.Tensor or None): B x 4 predicted IoUs of SAM's mask tokens; None as `sam_masks`.
+    """
+
+    sam_masks: Optional[torch.Tensor]
+    hq_mask: Optional[torch.Tensor]
+    sam_iou: Optional[torch.Tensor]
+
+    def sam(self, multimask_output: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Plain SAM's selection, Meta's `MaskDecoder.forward`: B x 3 (multimask) or B x 1 masks and IoUs."""
+        mask_slice = slice(1, None) if multimask_output else slice(0, 1)
+        return self.sam_masks[:, mask_slice], self.sam_iou[:, mask_slice]
+
+    def hq_sam(self, multimask_output: bool, hq_token_only: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The release's HQ-SAM output: B x 1 masks (the HQ mask, or SAM's selected mask plus it) and B x 1 IoUs
+        of SAM's selected mask (the best of its three multimask outputs by predicted IoU, or its single mask)."""
+        if multimask_output:
+            iou, best = torch.max(self.sam_iou[:, 1:], dim=1)
+            sam_mask = self.sam_masks[torch.arange(self.sam_masks.shape[0]), best + 1].unsqueeze(1)
+            iou = iou.unsqueeze(1)
+        else:
+            iou, sam_mask = self.sam_iou[:, :1], self.sam_masks[:, :1]
+        return (self.hq_mask if hq_token_only else sam_mask + self.hq_mask), iou
 
 
 def _prompt_to_image_index(

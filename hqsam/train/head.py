@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import is_hq_parameter
-from ..eval.hq_benchmark import encode_pixels
+from ..decoding import encode_pixels
 from ..modeling import HQSam
 
 Group = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # example indices, sparse, dense prompt embeddings
@@ -67,7 +67,7 @@ class HQLogits(nn.Module):
         hq_features = decoder.hq_features(embeddings, early)
         image_pe = self.model.prompt_encoder.get_dense_pe()
         logits = [
-            decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False)[1]
+            decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False).hq_mask
             for indices, sparse, dense in groups
         ]
         return in_example_order(groups, logits)
