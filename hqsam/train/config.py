@@ -1,7 +1,9 @@
 """Training configuration: one dataclass, two YAML recipes (`toy`, `paper`), command-line overrides.
 
 The recipes hold the training settings; where a profile keeps its backbone, data, SAM checkpoint and outputs
-comes from `hqsam.profiles`, for any of those five settings not given.
+comes from `hqsam.profiles`, for any of those five settings not given. The fields made with `recipe(...)` decide
+what a run computes, so a resumed run must keep them (`recipe_changes`); the others (epochs, logging, devices, how
+a batch is split over processes) may change between a run and its resumption.
 """
 
 import dataclasses
@@ -11,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from ..eval.hq_benchmark import PRECISIONS
+from ..decoding import PRECISIONS
 from ..profiles import PROFILES, get_profile
 from .examples import TARGETS
 
@@ -19,40 +21,45 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PROFILE_KEYS = ("model_type", "sam_checkpoint", "data_root", "layout", "output_dir")  # from hqsam.profiles if unset
 
 
+def recipe(default: Any = dataclasses.MISSING, **options: Any) -> Any:
+    """A TrainConfig field that is part of the recipe: `dataclasses.field` marked with metadata {"recipe": True}."""
+    return field(default=default, metadata={"recipe": True}, **options)
+
+
 @dataclass
 class TrainConfig:
     profile: str = "toy"  # where the five settings below come from when not given (hqsam.profiles)
-    model_type: Optional[str] = None  # the backbone
-    sam_checkpoint: Optional[str] = None  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
+    model_type: Optional[str] = recipe(None)  # the backbone
+    sam_checkpoint: Optional[str] = recipe(None)  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
     data_root: Optional[str] = None
-    layout: Optional[str] = None  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
-    train_sources: Optional[List[str]] = None  # names in the layout; None = every training source
+    layout: Optional[str] = recipe(None)  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
+    train_sources: Optional[List[str]] = recipe(None)  # names in the layout; None = every training source
     val_sources: Optional[List[str]] = None  # None = every validation source; [] = no validation
-    extra_sources: List[Dict[str, Any]] = field(default_factory=list)  # {"folder": ..} or {"coco": ..}
+    extra_sources: List[Dict[str, Any]] = recipe(default_factory=list)  # {"folder": ..} or {"coco": ..}
     output_dir: Optional[str] = None
     epochs: int = 12
-    lr: float = 1e-3
+    lr: float = recipe(1e-3)
     lr_drop_epoch: int = 10  # lr x 0.1 from this epoch on
-    betas: Tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    batch_size: int = 32  # global: one optimiser step per batch_size samples, however many processes
+    betas: Tuple[float, float] = recipe((0.9, 0.999))
+    eps: float = recipe(1e-8)
+    weight_decay: float = recipe(0.0)
+    batch_size: int = recipe(32)  # global: one optimiser step per batch_size samples, however many processes
     batch_per_gpu: Optional[int] = None  # samples per process per pass; None = batch_size / processes (no accumulation)
-    scale_range: Tuple[float, float] = (0.1, 2.0)
-    flip_prob: float = 0.5
-    prompt_kinds: Tuple[str, ...] = ("box", "point", "noise_mask")
-    num_points: int = 10
-    loss_points: int = 112 * 112
-    oversample_ratio: float = 3.0
-    importance_ratio: float = 0.75
-    target: str = "binary"  # the loss's GT: "binary" (GT > 128) or "soft" (grayscale / 255, as the release)
-    precision: str = "fp32"  # the frozen encoder's, in training and validation: "fp32" or "bf16" (autocast)
-    seed: int = 42
+    scale_range: Tuple[float, float] = recipe((0.1, 2.0))
+    flip_prob: float = recipe(0.5)
+    prompt_kinds: Tuple[str, ...] = recipe(("box", "point", "noise_mask"))
+    num_points: int = recipe(10)
+    loss_points: int = recipe(112 * 112)
+    oversample_ratio: float = recipe(3.0)
+    importance_ratio: float = recipe(0.75)
+    target: str = recipe("binary")  # the loss's GT: "binary" (GT > 128) or "soft" (grayscale / 255, as the release)
+    precision: str = recipe("fp32")  # the frozen encoder's, in training and validation: "fp32" or "bf16" (autocast)
+    seed: int = recipe(42)
     checkpoint_every: int = 500  # steps; a checkpoint is also written at the end of every epoch
     val_every: int = 1  # epochs; 0 = never
     max_val_images: Optional[int] = None  # per validation source
-    cache_embeddings: bool = False  # reuse the frozen encoder's outputs across epochs
-    cache_augmentations: int = 1  # with the cache: distinct augmentations per image, cycled over epochs
+    cache_embeddings: bool = recipe(False)  # reuse the frozen encoder's outputs across epochs
+    cache_augmentations: int = recipe(1)  # with the cache: distinct augmentations per image, cycled over epochs
     max_steps: Optional[int] = None  # stop after this many steps in all (quick runs and tests)
     num_workers: int = 0
     device: str = "auto"  # "auto": cuda if available (one GPU per process under torchrun), else cpu
@@ -93,6 +100,19 @@ class TrainConfig:
             problems.append(f"dist_timeout_min must be positive, got {self.dist_timeout_min}")
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+def recipe_changes(config: TrainConfig, saved: Union[str, Path]) -> List[str]:
+    """The recipe fields, in the dataclass's order, whose value in `config` differs from the config.yaml at `saved`."""
+    before = yaml.safe_load(Path(saved).read_text())
+    return [
+        spec.name for spec in dataclasses.fields(TrainConfig)
+        if spec.metadata.get("recipe") and _plain(before.get(spec.name)) != _plain(getattr(config, spec.name))
+    ]
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value  # YAML reads tuples back as lists
 
 
 def parse_assignments(pairs: Sequence[str], what: str, form: str, example: str) -> Dict[str, Any]:

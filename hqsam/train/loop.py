@@ -2,8 +2,13 @@
 
 One readable loop: build the frozen model and the data, then for each step run the frozen encoder (no_grad,
 fp32 or bf16 autocast: `precision`), embed the prompts, decode the HQ logits for the whole batch, take the
-point-sampled BCE + Dice loss and step Adam. State is saved atomically every `checkpoint_every` steps and at each
-epoch's end; `resume` continues from the latest state and ends with the same weights as an uninterrupted run.
+point-sampled BCE + Dice loss and step Adam. The run's state (`TrainState`) is saved atomically every
+`checkpoint_every` steps and at each epoch's end; `resume` continues from the latest state and ends with the same
+weights as an uninterrupted run.
+
+`fit` reads top to bottom: `start_run` builds what every step uses (`Run`), `restore_or_start` loads the saved
+state or writes config.yaml; then per epoch `set_epoch_lr` and `epoch_loader`, per step `train_step` (logged to
+steps.csv, checkpointed), and `end_epoch` (validation, epochs.csv, checkpoint); last, `export`.
 
 `batch_size` is the global batch of one optimiser step. Each process takes a consecutive slice of it, in
 micro-batches of `batch_per_gpu` samples whose gradients accumulate (DDP all-reduces after the last one only);
@@ -12,7 +17,6 @@ however it is split. Validation is split over the processes by chunks of images 
 order, so its files do not depend on the process count either.
 """
 
-import dataclasses
 import os
 import time
 import warnings
@@ -20,7 +24,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import pandas as pd
 import torch
@@ -37,18 +41,12 @@ from ..data.sources import FolderSource, read_layout
 from ..eval.hq_benchmark import evaluate_hq_datasets, summarize
 from ..modeling import HQSam
 from ..profiles import resolve_device
-from .config import TrainConfig, save_config
-from .examples import LOSS_STREAM, TrainingExamples, collate, epoch_batches, keyed_generator
+from ..seeding import keyed_generator
+from .config import TrainConfig, recipe_changes, save_config
+from .examples import LOSS_STREAM, TrainingExamples, collate, epoch_batches
 from .head import HQLogits, embed_prompts, encode_frozen, hq_state
 from .logs import CsvLog
 from .loss import mask_loss
-
-# Config keys that must not change when a run is resumed (the others, e.g. epochs or progress, may).
-RECIPE_KEYS = (
-    "model_type", "sam_checkpoint", "layout", "train_sources", "extra_sources", "lr", "betas", "eps",
-    "weight_decay", "batch_size", "scale_range", "flip_prob", "prompt_kinds", "num_points", "loss_points",
-    "oversample_ratio", "importance_ratio", "target", "precision", "seed", "cache_embeddings", "cache_augmentations",
-)
 
 
 @dataclass
@@ -137,23 +135,6 @@ def _extra_source(entry: Dict) -> Dataset:
     raise ValueError(f"extra source {entry} needs type: folder (image_dir, mask_dir) or coco (image_dir, annotation_file)")
 
 
-def _check_resumable(config: TrainConfig, saved: Path) -> None:
-    import yaml
-
-    before = yaml.safe_load(saved.read_text())
-    now = dataclasses.asdict(config)
-    changed = [key for key in RECIPE_KEYS if _plain(before.get(key)) != _plain(now[key])]
-    if changed:
-        raise ValueError(
-            f"cannot resume: the recipe changed since {saved} was written ({', '.join(changed)}); "
-            "use the same settings or a new output_dir"
-        )
-
-
-def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
-
-
 class EmbeddingCache:
     """The frozen encoder's outputs per (sample, augmentation), kept on the CPU and reused across epochs."""
 
@@ -176,27 +157,150 @@ class EmbeddingCache:
         return torch.stack(embeddings).to(device), torch.stack(early).to(device)
 
 
+@dataclass
+class Run:
+    """What a training run builds once and every step uses: the config, this process, the frozen model and its
+    trainable path (`head`: HQLogits, wrapped in DistributedDataParallel on many processes), Adam over the HQ
+    parameters, the training examples, the validation sources and the embedding cache (None when disabled)."""
+
+    config: TrainConfig
+    process: Process
+    model: HQSam
+    head: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    examples: TrainingExamples
+    val_sources: List[Dataset]
+    cache: Optional[EmbeddingCache]
+    per_process: int  # samples of each global batch this process takes
+    accumulation: int  # micro-batches of per_process / accumulation samples per step
+
+    @property
+    def micro(self) -> int:
+        return self.per_process // self.accumulation
+
+    @property
+    def output(self) -> Path:
+        return Path(self.config.output_dir)
+
+    @property
+    def state_path(self) -> Path:
+        return self.output / "checkpoints" / "last.pth"
+
+
+@dataclass
+class TrainState:
+    """Where a run stands, which checkpoints/last.pth holds to continue it: the HQ parameters and Adam's state (kept
+    live in `model` and `optimizer`), the epochs finished, the steps done in the current epoch and in all. The
+    learning rate is not saved: it follows from the epoch (`set_epoch_lr`)."""
+
+    model: HQSam
+    optimizer: torch.optim.Optimizer
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+
+    def save(self, path: Path) -> None:
+        """Atomically: a run killed while saving leaves the previous state whole."""
+        state = {"hq": hq_state(self.model), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                 "step_in_epoch": self.step_in_epoch, "global_step": self.global_step}
+        with atomic_write(path) as file:
+            torch.save(state, file)
+
+    def load(self, path: Path) -> None:
+        """Put a saved state's HQ parameters, Adam state and counters into this one."""
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state["hq"], strict=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.step_in_epoch, self.global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+
+
+class RunLogs:
+    """The main process's records: steps.csv, epochs.csv and TensorBoard scalars (when TensorBoard is installed).
+    Opened on a resumed run, the CSV files lose their rows past the saved state."""
+
+    def __init__(self, output: Path, state: TrainState) -> None:
+        self.steps = CsvLog(output / "steps.csv", truncate_after=("step", state.global_step))
+        self.epochs = CsvLog(output / "epochs.csv", truncate_after=("epoch", state.epoch))  # rows are epochs finished
+        self.writer = _tensorboard(output)
+
+    def step(self, state: TrainState, bce: float, dice: float, lr: float, samples_per_s: float) -> None:
+        """A row of steps.csv for the step just done (the global batch's loss terms)."""
+        row = {"step": state.global_step, "epoch": state.epoch + 1, "loss": bce + dice, "bce": bce, "dice": dice,
+               "lr": lr, "samples_per_s": samples_per_s}
+        self.steps.append(row)
+        if self.writer is not None:
+            for key in ("loss", "bce", "dice", "lr", "samples_per_s"):
+                self.writer.add_scalar(f"train/{key}", row[key], state.global_step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def fit(config: TrainConfig, resume: bool = False) -> FitResult:
     """Train the HQ parts as the config says; returns where the results are. See the module docstring."""
+    run = start_run(config)
+    state = TrainState(run.model, run.optimizer)
+    restore_or_start(run, state, resume)
+    logs = RunLogs(run.output, state) if run.process.main else None
+
+    started, summary, stopped = time.perf_counter(), None, False
+    while state.epoch < config.epochs and not stopped:
+        lr = set_epoch_lr(run.optimizer, config, state.epoch)
+        steps_in_epoch, loader = epoch_loader(run, state)
+        bar = tqdm(
+            total=steps_in_epoch, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
+            unit="step", disable=not (config.progress and run.process.main), dynamic_ncols=True,
+        )
+        epoch_losses: List[float] = []
+        tick = time.perf_counter()
+        for step_batches in zip(*[iter(loader)] * run.accumulation):  # `accumulation` consecutive micro-batches a step
+            bce, dice = train_step(run, step_batches, state.epoch)
+            state.step_in_epoch += 1
+            state.global_step += 1
+            epoch_losses.append(bce + dice)
+            throughput = config.batch_size / (time.perf_counter() - tick)  # data loading included
+            tick = time.perf_counter()
+            if logs is not None:
+                logs.step(state, bce, dice, lr, throughput)
+                bar.set_postfix(loss=f"{bce + dice:.3f}", samples_s=f"{throughput:.1f}")
+            bar.update(1)
+            if state.global_step % config.checkpoint_every == 0:
+                save_checkpoint(run, state)
+            stopped = config.max_steps is not None and state.global_step >= config.max_steps
+            if stopped:
+                break
+        bar.close()
+        if stopped and state.step_in_epoch < steps_in_epoch:
+            save_checkpoint(run, state)  # stopped mid-epoch: a resumed run continues from this step
+            break
+        validation = end_epoch(run, state, logs, epoch_losses)
+        summary = validation if validation is not None else summary
+
+    exported = export(run) if run.process.main else None
+    if logs is not None:
+        logs.close()
+    return FitResult(run.output, exported, state.global_step, time.perf_counter() - started, summary)
+
+
+def start_run(config: TrainConfig) -> Run:
+    """Join the processes and build the run. The global generator is seeded first (per process): the fresh HQ
+    parts draw their initial weights from it."""
     process = start_process(config.device, config.dist_timeout_min)
     per_process, accumulation = micro_batches(config.batch_size, config.batch_per_gpu, process.world)
-    micro = per_process // accumulation
     torch.manual_seed(config.seed + process.rank)
-    output = Path(config.output_dir)
-    state_path = output / "checkpoints" / "last.pth"
-
     model = load_frozen_model(config, process.device)
     train_sources = build_sources(config, "train")
     val_sources = build_sources(config, "val") if config.val_every else []
     if process.main:
         for source in [*train_sources, *val_sources]:
             print(source.report)  # what each source holds and what it left out, by name
+        micro = per_process // accumulation
         print(f"training on {process.world} process{'es' if process.world > 1 else ''} ({process.device.type}): "
               f"global batch {config.batch_size}, {micro} per process in {accumulation} micro-step"
               f"{'s' if accumulation > 1 else ''} per step, precision {config.precision}, target {config.target}")
-    train_source = ConcatDataset(train_sources)
     examples = TrainingExamples(
-        train_source,
+        ConcatDataset(train_sources),
         image_size=model.image_encoder.img_size,
         mask_input_size=tuple(model.prompt_encoder.mask_input_size),
         seed=config.seed,
@@ -215,131 +319,137 @@ def fit(config: TrainConfig, resume: bool = False) -> FitResult:
         lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
     )
     cache = EmbeddingCache() if config.cache_embeddings else None
+    return Run(config, process, model, head, optimizer, examples, val_sources, cache, per_process, accumulation)
 
-    epoch = step_in_epoch = global_step = 0
-    if resume and state_path.exists():
-        _check_resumable(config, output / "config.yaml")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["hq"], strict=False)
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step_in_epoch, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        if process.main:
-            print(f"resuming from {state_path}: epoch {epoch}, step {step_in_epoch} of it, {global_step} steps done")
-    elif process.main:
-        output.mkdir(parents=True, exist_ok=True)
-        save_config(config, output / "config.yaml")
-    step_log = CsvLog(output / "steps.csv", truncate_after=("step", global_step)) if process.main else None
-    epoch_log = CsvLog(output / "epochs.csv", truncate_after=("epoch", epoch - 1)) if process.main else None
-    writer = _tensorboard(output) if process.main else None
 
-    def save_state() -> None:
-        if process.main:
-            state = {"hq": hq_state(model), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "step_in_epoch": step_in_epoch, "global_step": global_step}
-            with atomic_write(state_path) as file:
-                torch.save(state, file)
-
-    started, summary, stop = time.perf_counter(), None, False
-    while epoch < config.epochs and not stop:
-        lr = config.lr * (0.1 if epoch >= config.lr_drop_epoch else 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        batches = epoch_batches(len(examples), config.batch_size, config.seed, epoch)
-        if not batches:
-            raise ValueError(f"{len(examples)} training samples are fewer than one batch of {config.batch_size}")
-        shares = [batch[process.rank * per_process : (process.rank + 1) * per_process] for batch in batches]
-        mine = [
-            [(epoch, i) for i in share[k * micro : (k + 1) * micro]]
-            for share in shares[step_in_epoch:]
-            for k in range(accumulation)
-        ]
-        loader = DataLoader(examples, batch_sampler=mine, collate_fn=collate, num_workers=config.num_workers)
-        bar = tqdm(
-            total=len(batches), initial=step_in_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", unit="step",
-            disable=not (config.progress and process.main), dynamic_ncols=True,
-        )
-        epoch_losses: List[float] = []
-        tick = time.perf_counter()
-        micro_stream = iter(loader)
-        for step_batches in zip(*[micro_stream] * accumulation):  # `accumulation` consecutive micro-batches a step
-            optimizer.zero_grad(set_to_none=True)
-            values = torch.zeros(2, device=process.device)
-            for k, batch in enumerate(step_batches):
-                # DDP all-reduces the gradients once a step: after the last micro-batch's backward.
-                with head.no_sync() if process.world > 1 and k < accumulation - 1 else nullcontext():
-                    if cache is not None:
-                        embeddings, early = cache.encode(model, batch, process.device, config.precision)
-                    else:
-                        embeddings, early = encode_frozen(model, batch["image"].to(process.device), config.precision)
-                    logits = head(embeddings, early, embed_prompts(model, batch))
-                    generators = [keyed_generator(config.seed, epoch, i, LOSS_STREAM) for i in batch["index"].tolist()]
-                    # Per-sample losses over the process's share: summed over its micro-steps and averaged over
-                    # the processes by DDP, the gradient is that of the global batch's mean loss.
-                    bce, dice = mask_loss(
-                        logits, batch["target"].to(process.device), generators, num_points=config.loss_points,
-                        oversample_ratio=config.oversample_ratio, importance_ratio=config.importance_ratio,
-                        num_masks=per_process,
-                    )
-                    (bce + dice).backward()
-                values += torch.stack([bce.detach(), dice.detach()])
-            optimizer.step()
-            step_in_epoch += 1
-            global_step += 1
-
-            if process.world > 1:
-                dist.all_reduce(values)
-                values /= process.world
-            bce_value, dice_value = values.tolist()
-            epoch_losses.append(bce_value + dice_value)
-            throughput = config.batch_size / (time.perf_counter() - tick)  # data loading included
-            tick = time.perf_counter()
-            if process.main:
-                row = {"step": global_step, "epoch": epoch + 1, "loss": bce_value + dice_value, "bce": bce_value,
-                       "dice": dice_value, "lr": lr, "samples_per_s": throughput}
-                step_log.append(row)
-                if writer is not None:
-                    for key in ("loss", "bce", "dice", "lr", "samples_per_s"):
-                        writer.add_scalar(f"train/{key}", row[key], global_step)
-                bar.set_postfix(loss=f"{row['loss']:.3f}", samples_s=f"{throughput:.1f}")
-            bar.update(1)
-            if global_step % config.checkpoint_every == 0:
-                save_state()
-            if config.max_steps is not None and global_step >= config.max_steps:
-                stop = True
-                break
-        bar.close()
-        if stop and step_in_epoch < len(batches):
-            save_state()
-            break
-        finished = epoch + 1
-        if config.val_every and finished % config.val_every == 0 and val_sources:
-            rows = evaluate_hq_datasets(
-                model, val_sources, max_images=config.max_val_images, progress=config.progress and process.main,
-                precision=config.precision, shard=(process.rank, process.world),
+def restore_or_start(run: Run, state: TrainState, resume: bool) -> None:
+    """With `resume` and a saved state: check the recipe against the saved config.yaml and load the state. Else
+    (a new run, or nothing saved yet) the main process writes config.yaml."""
+    saved_config = run.output / "config.yaml"
+    if resume and run.state_path.exists():
+        changed = recipe_changes(run.config, saved_config)
+        if changed:
+            raise ValueError(
+                f"cannot resume: the recipe changed since {saved_config} was written ({', '.join(changed)}); "
+                "use the same settings or a new output_dir"
             )
-            summary = summarize(rows)
-            if process.main:
-                rows.to_csv(output / f"val_epoch{finished}.csv", index=False)
-                epoch_log.append({"epoch": finished, "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1),
-                                  **_flatten(summary)})
-                print(f"epoch {finished}: " + ", ".join(
-                    f"{m} mIoU {summary.loc[m, 'average mIoU']:.1f} mBIoU {summary.loc[m, 'average mBIoU']:.1f}"
-                    for m in summary.index))
-        elif process.main:
-            epoch_log.append({"epoch": finished, "train_loss": sum(epoch_losses) / max(len(epoch_losses), 1)})
-        epoch, step_in_epoch = finished, 0
-        save_state()
-        if process.world > 1:
-            dist.barrier()
+        state.load(run.state_path)
+        if run.process.main:
+            print(f"resuming from {run.state_path}: epoch {state.epoch}, step {state.step_in_epoch} of it, "
+                  f"{state.global_step} steps done")
+    elif run.process.main:
+        run.output.mkdir(parents=True, exist_ok=True)
+        save_config(run.config, saved_config)
 
-    exported = None
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
+    """Set the epoch's learning rate (`lr`, x 0.1 from `lr_drop_epoch` on) on every parameter group; return it."""
+    lr = config.lr * (0.1 if epoch >= config.lr_drop_epoch else 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
+
+
+def epoch_loader(run: Run, state: TrainState) -> Tuple[int, DataLoader]:
+    """The epoch's number of steps, and a loader of this process's micro-batches (of `run.micro` examples) for the
+    steps not done yet, `run.accumulation` consecutive micro-batches a step."""
+    config, rank = run.config, run.process.rank
+    batches = epoch_batches(len(run.examples), config.batch_size, config.seed, state.epoch)
+    if not batches:
+        raise ValueError(f"{len(run.examples)} training samples are fewer than one batch of {config.batch_size}")
+    shares = [batch[rank * run.per_process : (rank + 1) * run.per_process] for batch in batches]
+    mine = [
+        [(state.epoch, i) for i in share[k * run.micro : (k + 1) * run.micro]]
+        for share in shares[state.step_in_epoch :]
+        for k in range(run.accumulation)
+    ]
+    loader = DataLoader(run.examples, batch_sampler=mine, collate_fn=collate, num_workers=config.num_workers)
+    return len(batches), loader
+
+
+def train_step(run: Run, step_batches: Sequence[Dict], epoch: int) -> Tuple[float, float]:
+    """One Adam step on this process's micro-batches of a global batch; the global batch's (BCE, Dice), summed
+    over the micro-batches and averaged over the processes."""
+    run.optimizer.zero_grad(set_to_none=True)
+    values = torch.zeros(2, device=run.process.device)
+    for k, batch in enumerate(step_batches):
+        # DDP all-reduces the gradients once a step: after the last micro-batch's backward.
+        with run.head.no_sync() if run.process.world > 1 and k < run.accumulation - 1 else nullcontext():
+            bce, dice = micro_batch_loss(run, batch, epoch)
+            (bce + dice).backward()
+        values += torch.stack([bce.detach(), dice.detach()])
+    run.optimizer.step()
+    if run.process.world > 1:
+        dist.all_reduce(values)
+        values /= run.process.world
+    bce_value, dice_value = values.tolist()
+    return bce_value, dice_value
+
+
+def micro_batch_loss(run: Run, batch: Dict, epoch: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """BCE and Dice (scalars) of the HQ logits (B x 1 x 4E x 4E) of one collated micro-batch of B examples."""
+    config, device = run.config, run.process.device
+    if run.cache is not None:
+        embeddings, early = run.cache.encode(run.model, batch, device, config.precision)
+    else:
+        embeddings, early = encode_frozen(run.model, batch["image"].to(device), config.precision)
+    logits = run.head(embeddings, early, embed_prompts(run.model, batch))
+    generators = [keyed_generator(config.seed, epoch, i, LOSS_STREAM) for i in batch["index"].tolist()]
+    # Per-sample losses over the process's share: summed over its micro-steps and averaged over the processes
+    # by DDP, the gradient is that of the global batch's mean loss.
+    return mask_loss(
+        logits, batch["target"].to(device), generators, num_points=config.loss_points,
+        oversample_ratio=config.oversample_ratio, importance_ratio=config.importance_ratio, num_masks=run.per_process,
+    )
+
+
+def save_checkpoint(run: Run, state: TrainState) -> None:
+    """Save the state on the main process (every process holds the same one)."""
+    if run.process.main:
+        state.save(run.state_path)
+
+
+def end_epoch(run: Run, state: TrainState, logs: Optional[RunLogs], losses: List[float]) -> Optional[pd.DataFrame]:
+    """Validate if the epoch is due, add its row to epochs.csv, move the state to the next epoch and save it; the
+    validation summary (`summarize`), or None."""
+    finished = state.epoch + 1
+    summary = validate(run, finished)
+    if logs is not None:
+        scores = _flatten(summary) if summary is not None else {}
+        logs.epochs.append({"epoch": finished, "train_loss": sum(losses) / max(len(losses), 1), **scores})
+        if summary is not None:
+            print(f"epoch {finished}: " + ", ".join(
+                f"{m} mIoU {summary.loc[m, 'average mIoU']:.1f} mBIoU {summary.loc[m, 'average mBIoU']:.1f}"
+                for m in summary.index))
+    state.epoch, state.step_in_epoch = finished, 0
+    save_checkpoint(run, state)
+    if run.process.world > 1:
+        dist.barrier()
+    return summary
+
+
+def validate(run: Run, epoch: int) -> Optional[pd.DataFrame]:
+    """If epoch `epoch` (1-based) is due for validation: SAM and HQ-SAM on the validation sources, split over the
+    processes, per-image rows written to val_epoch<epoch>.csv by the main process; the summary table, else None."""
+    config, process = run.config, run.process
+    if not (config.val_every and epoch % config.val_every == 0 and run.val_sources):
+        return None
+    rows = evaluate_hq_datasets(
+        run.model, run.val_sources, max_images=config.max_val_images, progress=config.progress and process.main,
+        precision=config.precision, shard=(process.rank, process.world),
+    )
+    summary = summarize(rows)
     if process.main:
-        exported = save_state_dict(model.state_dict(), output / f"sam_hq_{config.model_type}.pth")
-        if cache is not None:
-            print(f"embedding cache: {cache.hits} hits, {cache.misses} encoder passes")
-    if writer is not None:
-        writer.close()
-    return FitResult(output, exported, global_step, time.perf_counter() - started, summary)
+        rows.to_csv(run.output / f"val_epoch{epoch}.csv", index=False)
+    return summary
+
+
+def export(run: Run) -> Path:
+    """The trained HQ-SAM in the release's checkpoint format: sam_hq_<model_type>.pth in the output folder."""
+    exported = save_state_dict(run.model.state_dict(), run.output / f"sam_hq_{run.config.model_type}.pth")
+    if run.cache is not None:
+        print(f"embedding cache: {run.cache.hits} hits, {run.cache.misses} encoder passes")
+    return exported
 
 
 def _flatten(summary: pd.DataFrame) -> Dict[str, float]:
