@@ -101,22 +101,22 @@ def _encoder_and_prompt_encoder(spec: ModelSpec) -> Tuple[ImageEncoderViT, Promp
     return image_encoder, prompt_encoder
 
 
-def _transformer(spec: ModelSpec) -> TwoWayTransformer:
-    return TwoWayTransformer(
+def _mask_decoder_args(spec: ModelSpec) -> Dict[str, object]:
+    # SAM's mask decoder and HQ-SAM's (which adds vit_dim) are built alike, so SAM's decoder weights load into HQ-SAM.
+    transformer = TwoWayTransformer(
         depth=2, embedding_dim=spec.prompt_embed_dim, mlp_dim=spec.decoder_mlp_dim, num_heads=spec.decoder_num_heads
     )
+    return {
+        "transformer_dim": spec.prompt_embed_dim, "transformer": transformer,
+        "iou_head_hidden_dim": spec.iou_head_hidden_dim,
+    }
 
 
 def build_sam(model_type: str = "toy") -> Sam:
     """Meta's plain SAM with the given backbone and random weights (the toy SAM is trained from this)."""
     spec = _spec(model_type)
     image_encoder, prompt_encoder = _encoder_and_prompt_encoder(spec)
-    mask_decoder = MaskDecoder(
-        transformer_dim=spec.prompt_embed_dim,
-        transformer=_transformer(spec),
-        iou_head_hidden_dim=spec.iou_head_hidden_dim,
-    )
-    return Sam(image_encoder, prompt_encoder, mask_decoder).eval()
+    return Sam(image_encoder, prompt_encoder, MaskDecoder(**_mask_decoder_args(spec))).eval()
 
 
 def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) -> HQSam:
@@ -143,12 +143,7 @@ def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) 
         raise ValueError("model_type='auto' reads the model type from a checkpoint: pass checkpoint=PATH")
     spec = _spec(model_type)
     image_encoder, prompt_encoder = _encoder_and_prompt_encoder(spec)
-    mask_decoder = MaskDecoderHQ(
-        transformer_dim=spec.prompt_embed_dim,
-        transformer=_transformer(spec),
-        vit_dim=spec.encoder_embed_dim,
-        iou_head_hidden_dim=spec.iou_head_hidden_dim,
-    )
+    mask_decoder = MaskDecoderHQ(**_mask_decoder_args(spec), vit_dim=spec.encoder_embed_dim)
     model = HQSam(image_encoder, prompt_encoder, mask_decoder).eval()
     if state_dict is not None:
         fresh = check_state_dict(model, state_dict, model_type, source=str(checkpoint))

@@ -2,16 +2,33 @@
 
 import csv
 import math
+from hashlib import sha256
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import hqsam
 from hqsam import report
+from hqsam.data.layout import LAYOUTS
 
-SHARED_TABLES = Path("/work/shared/paper/tables")
-PACKAGED_TABLES = Path(report.__file__).parent / "paper_tables"
+PACKAGED_TABLES = Path(hqsam.__file__).parent / "paper_tables"
+# The transcription the packaged tables are copied from, where this checkout sits beside it (not in a clone).
+SHARED_TABLES = Path(__file__).resolve().parents[2] / "shared" / "paper" / "tables"
+# sha256 of each packaged table: a changed number fails here, with or without the shared transcription.
+TABLE_DIGESTS = {
+    "fig5_points_mbiou.csv": "db0b8348df9ba870dcd295c7796c163a676bc4edf467dd1db5351029b1743ef3",
+    "hqseg44k_sources.csv": "263f7dc6ae4f8a31db3c40eafdb951b292590b1e4dc08377092bf48769196f00",
+    "table10_backbones.csv": "76b0799813855b01fe8a19fef0c61ce52f1b35bf1b7ce8c21bb43c8ec0d78371",
+    "table13_box_noise.csv": "0c4bd3236cf8eefb13531f0c226cf4dd9b8c8de9ee8a15aeb65b98ab302814fc",
+    "table15_training_data.csv": "31306c4a2f8c8c62b6254dfda4d9531abbc62570a02e2a04fa252407b2eb69c7",
+    "table1_compute.csv": "ed0b34f0559fa5bbcde712e6a7f4c0c5ce57aef060351edfcd036d4e62d9be09",
+    "table2_hq_token_ablation.csv": "bb1f382ed66455a53cfcbd17227573c3feb58969dcd703ab3ffbcf68f01861d5",
+    "table3_hq_features_ablation.csv": "fbfc1be74e5f75edc62b72a3a9e55e545791ad719fa0ee1c86a00b2f88088cb4",
+    "table4_vs_finetuning.csv": "0e4a12c5939cfbb0230ce2398d5e05e31721c9b29f997c7cf3a7c25c88485a35",
+    "table7_coco_lvis.csv": "367c96a8a487f1eeb11cde3f86e51c12d942884e0d06ab1fc819c8f8d24c1875",
+}
 
 
 def hand_summary(datasets=("Toy-DIS", "Toy-COIFT", "Toy-HRSOD", "Toy-Thin")) -> pd.DataFrame:
@@ -26,12 +43,28 @@ def hand_summary(datasets=("Toy-DIS", "Toy-COIFT", "Toy-HRSOD", "Toy-Thin")) -> 
     return table
 
 
-@pytest.mark.skipif(not SHARED_TABLES.is_dir(), reason="the shared paper tables are not on this machine")
-def test_packaged_tables_are_byte_copies_of_the_shared_ones():
-    shared = sorted(path.name for path in SHARED_TABLES.glob("*.csv"))
-    assert sorted(path.name for path in PACKAGED_TABLES.glob("*.csv")) == shared
-    for name in shared:
-        assert (PACKAGED_TABLES / name).read_bytes() == (SHARED_TABLES / name).read_bytes(), name
+def test_packaged_tables_are_the_published_ones():
+    packaged = sorted(path.name for path in PACKAGED_TABLES.glob("*.csv"))
+    assert packaged == sorted(TABLE_DIGESTS)
+    assert report.paper_table_names() == [name[: -len(".csv")] for name in packaged]
+    for name in packaged:
+        assert sha256((PACKAGED_TABLES / name).read_bytes()).hexdigest() == TABLE_DIGESTS[name], name
+    if SHARED_TABLES.is_dir():
+        assert sorted(path.name for path in SHARED_TABLES.glob("*.csv")) == packaged
+        for name in packaged:
+            assert (PACKAGED_TABLES / name).read_bytes() == (SHARED_TABLES / name).read_bytes(), name
+
+
+def test_every_evaluation_set_of_a_layout_names_its_counterpart_in_the_paper():
+    paper_names = sorted(name for name, _ in report.PAPER_DATASETS)
+    for layout in LAYOUTS.values():
+        assert sorted(spec.paper_name for spec in layout if spec.split == "val") == paper_names
+        assert all(spec.paper_name is None for spec in layout if spec.split == "train")
+    assert report.DATASET_ALIASES == {
+        "DIS5K-VD": "DIS5K-VD", "COIFT": "COIFT", "HRSOD": "HRSOD", "ThinObject5K-TE": "ThinObject5K-TE",
+        "Toy-DIS": "DIS5K-VD", "Toy-COIFT": "COIFT", "Toy-HRSOD": "HRSOD", "Toy-Thin": "ThinObject5K-TE",
+        "DIS-VD": "DIS5K-VD",  # Figure 5's name
+    }
 
 
 def test_paper_table_reads_the_csv_and_names_the_tables_when_unknown():
@@ -69,8 +102,11 @@ def test_compare_hq_datasets_with_fewer_datasets_and_unknown_ones():
     table = report.compare_hq_datasets(hand_summary(("DIS5K-VD", "COIFT")))
     assert table[("HRSOD mIoU", "ours")].isna().all() and table[("HRSOD mIoU", "paper")].notna().all()
     assert "HRSOD" in table.attrs["caption"] and table.attrs["profile"] == "paper"
-    with pytest.raises(ValueError, match="Toy-Other"):
+    with pytest.raises(ValueError, match="Toy-Other") as error:
         report.compare_hq_datasets(hand_summary(("Toy-DIS", "Toy-Other")))
+    assert all(name in str(error.value) for name in report.DATASET_ALIASES)
+    with pytest.raises(ValueError, match="same paper dataset"):
+        report.compare_hq_datasets(hand_summary(("Toy-DIS", "DIS5K-VD")))
 
 
 def test_model_gains_turns_the_comparison_on_its_side():

@@ -1,68 +1,27 @@
-"""The paper's published tables beside ours: comparison tables, and their Markdown, LaTeX and CSV forms.
+"""Our results beside the paper's published tables, one builder per table.
 
-The paper's numbers ship with the package (`hqsam/paper_tables/*.csv`, units as printed in the paper). Each
-`compare_*` builder returns a DataFrame indexed by model (and setting) whose columns are a two-level index
+Each `compare_*` builder returns a DataFrame indexed by model (and setting) whose columns are a two-level index
 (quantity, kind), kind being "ours", "paper" and "diff" (ours - paper); a value missing on either side is NaN.
 The builder's caption is in `table.attrs["caption"]`; when our numbers come from the toy profile (the "Toy-*"
 datasets or the `toy` backbone) it says so: the paper's column still holds what the paper reports, and toy numbers
 compare with it in shape (which model wins, by how much), not in value.
 
-Our dataset names map to the paper's: Toy-DIS or DIS5K-VD -> DIS5K-VD, Toy-COIFT or COIFT -> COIFT, Toy-HRSOD or
-HRSOD -> HRSOD, Toy-Thin or ThinObject5K-TE -> ThinObject5K-TE.
+Our dataset names map to the paper's by each layout's `SourceSpec.paper_name` (`paper.DATASET_ALIASES`), e.g.
+Toy-COIFT or COIFT -> COIFT.
 """
 
-import math
-from importlib import resources
-from io import StringIO
-from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write
+from .paper import DATASET_ALIASES, FIGURE5_DATASETS, PAPER_DATASETS, paper_table
 
-# The paper's four HQ datasets: display name and the prefix of their columns in the paper's CSVs.
-PAPER_DATASETS = (("DIS5K-VD", "dis"), ("COIFT", "coift"), ("HRSOD", "hrsod"), ("ThinObject5K-TE", "thin"))
-DATASET_ALIASES = {
-    "Toy-DIS": "DIS5K-VD", "DIS5K-VD": "DIS5K-VD", "DIS-VD": "DIS5K-VD",
-    "Toy-COIFT": "COIFT", "COIFT": "COIFT",
-    "Toy-HRSOD": "HRSOD", "HRSOD": "HRSOD",
-    "Toy-Thin": "ThinObject5K-TE", "ThinObject5K-TE": "ThinObject5K-TE",
-}
-# Figure 5 names DIS5K-VD "DIS-VD".
-FIGURE5_DATASETS = {"COIFT": "COIFT", "DIS5K-VD": "DIS-VD"}
 TOY_NOTE = (
     "Profile toy: our numbers come from the toy world and the toy model; the paper's are what it reports. "
     "They compare in shape (which model wins, by how much), not in value."
 )
 METRICS = (("mIoU", "miou"), ("mBIoU", "mbiou"))
-
-
-def paper_table_names() -> List[str]:
-    """The packaged paper tables, e.g. "table2_hq_token_ablation", sorted."""
-    folder = resources.files(__package__) / "paper_tables"
-    return sorted(entry.name[: -len(".csv")] for entry in folder.iterdir() if entry.name.endswith(".csv"))
-
-
-def paper_table(name: str) -> pd.DataFrame:
-    """One of the paper's tables as published (a plain RangeIndex; columns as in the CSV).
-
-    Arguments:
-      name (str): the CSV's stem ("table13_box_noise"), its short name ("table13", "fig5"), or the file name.
-    """
-    names = paper_table_names()
-    stem = name[: -len(".csv")] if name.endswith(".csv") else name
-    if stem not in names:
-        matches = [candidate for candidate in names if candidate.split("_")[0] == stem]
-        if len(matches) != 1:
-            raise ValueError(f"no paper table {name!r}: the available ones are {', '.join(names)}")
-        stem = matches[0]
-    text = (resources.files(__package__) / "paper_tables" / f"{stem}.csv").read_text()
-    return pd.read_csv(StringIO(text))
-
-
-# ------------------------------------------------------------------------------------------------ comparisons
 
 
 def compare_hq_datasets(summary: pd.DataFrame) -> pd.DataFrame:
@@ -97,7 +56,7 @@ def compare_box_noise(summary: pd.DataFrame) -> pd.DataFrame:
     """Our noisy-box robustness beside the paper's Table 13.
 
     Arguments:
-      summary (pd.DataFrame): `summarize_robustness(rows, "noise_scale")` output: indexed by (model, noise_scale),
+      summary (pd.DataFrame): `hq_benchmark.summarize(rows, "noise_scale")` output: indexed by (model, noise_scale),
         with "average mIoU" and "average mBIoU" (the mean over our datasets, the paper's "hq4").
 
     Returns:
@@ -121,7 +80,7 @@ def compare_points(summary: pd.DataFrame) -> pd.DataFrame:
     """Our point-prompt results beside the paper's Figure 5 (mBIoU on COIFT and DIS-VD).
 
     Arguments:
-      summary (pd.DataFrame): `summarize_robustness(rows, ["pos_points", "neg_points"])` output: indexed by
+      summary (pd.DataFrame): `hq_benchmark.summarize(rows, ["pos_points", "neg_points"])` output: indexed by
         (model, pos_points, neg_points), with "<dataset> mBIoU" for COIFT and DIS5K-VD or Toy-COIFT and Toy-DIS.
 
     Returns:
@@ -238,9 +197,6 @@ def compare_compute(speed: Mapping[str, object]) -> pd.DataFrame:
     return _compare(ours, paper, list(COMPUTE_QUANTITIES), notes, toy=model_type == "toy")
 
 
-# ------------------------------------------------------------------------------------------------- rendering
-
-
 def model_gains(table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM") -> pd.DataFrame:
     """A model-indexed comparison (`compare_hq_datasets`) on its side, to read the gain at a glance: one row per
     quantity, columns (baseline, model, gain = model - baseline) for ours, then for the paper.
@@ -267,85 +223,6 @@ def model_gains(table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM
     caption = table.attrs.get("caption", "")
     gains.attrs = {**table.attrs, "caption": f"{caption} Gain: {model} minus {baseline}.".strip()}
     return gains
-
-
-def flatten(table: pd.DataFrame) -> pd.DataFrame:
-    """The index as leading columns and (quantity, kind) columns as "quantity (kind)": the CSV form."""
-    flat = table.copy()
-    if isinstance(flat.columns, pd.MultiIndex):
-        flat.columns = [f"{quantity} ({kind})" for quantity, kind in flat.columns]
-    named = any(name is not None for name in flat.index.names)
-    return flat.reset_index() if named else flat.reset_index(drop=True)
-
-
-def to_markdown(table: pd.DataFrame, caption: Optional[str] = None, digits: int = 1) -> str:
-    """A GitHub pipe table: index columns first (left-aligned), then "quantity (ours)", "quantity (paper)",
-    "quantity (diff)" (or the plain column names), numeric columns right-aligned.
-
-    Numbers get `digits` decimals (differences a sign), NaN shows as "--"; the caption (default
-    `table.attrs["caption"]`) is a paragraph above the table.
-    """
-    header, body = _cells(table, digits)
-    escape = lambda text: text.replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(escape(" ".join(h for h in cell if h)) for cell in header) + " |"]
-    index_count = _index_count(table)
-    numeric = [False] * index_count + [_is_numeric(dtype) for dtype in table.dtypes]
-    lines.append("| " + " | ".join("---:" if right else "---" for right in numeric) + " |")
-    lines += ["| " + " | ".join(escape(cell) for cell in row) + " |" for row in body]
-    caption = caption if caption is not None else table.attrs.get("caption")
-    return (f"{caption}\n\n" if caption else "") + "\n".join(lines) + "\n"
-
-
-def to_latex(table: pd.DataFrame, caption: Optional[str] = None, label: Optional[str] = None, digits: int = 1) -> str:
-    """A booktabs table: with (quantity, kind) columns, a quantity spans its ours / paper / diff columns.
-
-    Special characters are escaped, NaN shows as "--", numbers get `digits` decimals; the caption defaults to
-    `table.attrs["caption"]`. Needs \\usepackage{booktabs}.
-    """
-    header, body = _cells(table, digits)
-    index_count = _index_count(table)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    caption = caption if caption is not None else table.attrs.get("caption")
-    if caption:
-        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    align = "l" * index_count + "".join("r" if _is_numeric(dtype) else "l" for dtype in table.dtypes)
-    lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule"]
-    if isinstance(table.columns, pd.MultiIndex):
-        spans, rules, column = [_latex_escape(top) for top, _ in header[:index_count]], [], index_count + 1
-        for quantity in dict.fromkeys(q for q, _ in table.columns):
-            width = sum(1 for q, _ in table.columns if q == quantity)
-            spans.append(rf"\multicolumn{{{width}}}{{c}}{{{_latex_escape(str(quantity))}}}")
-            rules.append(rf"\cmidrule(lr){{{column}-{column + width - 1}}}")
-            column += width
-        lines += [" & ".join(spans) + r" \\", " ".join(rules)]
-        lines.append(" & ".join([""] * index_count + [_latex_escape(kind) for _, kind in table.columns]) + r" \\")
-    else:
-        lines.append(" & ".join(_latex_escape(" ".join(h for h in cell if h)) for cell in header) + r" \\")
-    lines.append(r"\midrule")
-    lines += [" & ".join(_latex_escape(cell) for cell in row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
-
-
-def write_table(
-    table: pd.DataFrame, directory: Union[str, Path], stem: str, caption: Optional[str] = None, digits: int = 1
-) -> Dict[str, Path]:
-    """Write `stem.csv` (`flatten(table)`, full precision), `stem.md` and `stem.tex` (label "tab:<stem>") into
-    `directory`, each atomically; returns {"csv": path, "md": path, "tex": path}."""
-    directory = Path(directory)
-    texts = {
-        "csv": flatten(table).to_csv(index=False),
-        "md": to_markdown(table, caption, digits),
-        "tex": to_latex(table, caption, f"tab:{stem}", digits),
-    }
-    paths = {}
-    for suffix, text in texts.items():
-        paths[suffix] = directory / f"{stem}.{suffix}"
-        with atomic_write(paths[suffix], "w") as file:
-            file.write(text)
-    return paths
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -384,7 +261,8 @@ def _is_toy(datasets: Mapping[str, str]) -> bool:
 def _check_index(summary: pd.DataFrame, names: List[str]) -> None:
     if list(summary.index.names) != names:
         raise ValueError(
-            f"the summary must be indexed by {names} (summarize_robustness's output), got {list(summary.index.names)}"
+            f"the summary must be indexed by {names} (hq_benchmark.summarize(rows, by={names[1:]})), "
+            f"got {list(summary.index.names)}"
         )
 
 
@@ -419,50 +297,3 @@ def _compare(
     table.attrs["caption"] = " ".join(notes + ([TOY_NOTE] if toy else []))
     table.attrs["profile"] = "toy" if toy else "paper"
     return table
-
-
-def _index_count(table: pd.DataFrame) -> int:
-    return table.index.nlevels if any(name is not None for name in table.index.names) else 0
-
-
-def _is_numeric(dtype) -> bool:
-    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-
-
-def _cells(table: pd.DataFrame, digits: int) -> Tuple[List[Tuple[str, str]], List[List[str]]]:
-    # Header cells as (top, bottom) pairs and body rows as strings: index columns first, numbers formatted.
-    index_count = _index_count(table)
-    header = [(str(name), "") for name in table.index.names][:index_count]
-    if isinstance(table.columns, pd.MultiIndex):
-        header += [(str(quantity), f"({kind})") for quantity, kind in table.columns]
-        kinds = [kind for _, kind in table.columns]
-    else:
-        header += [(str(column), "") for column in table.columns]
-        kinds = [None] * len(table.columns)
-    body = []
-    for key, values in zip(table.index, table.itertuples(index=False, name=None)):
-        keys = (key if isinstance(key, tuple) else (key,))[:index_count]
-        row = [_format(value, digits, signed=False, index=True) for value in keys]
-        row += [_format(value, digits, signed=kind == "diff") for value, kind in zip(values, kinds)]
-        body.append(row)
-    return header, body
-
-
-def _format(value: object, digits: int, signed: bool, index: bool = False) -> str:
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
-        return "--"
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        return str(value)
-    if index or isinstance(value, (int, np.integer)):
-        return str(value)
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-_LATEX_SPECIALS = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIALS.get(character, character) for character in str(text))
