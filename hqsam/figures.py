@@ -3,11 +3,11 @@ robustness curves (Table 13, Figure 5), and training curves; saved as PNG and PD
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot's global state, so scripts, tests and
 notebooks (which display a returned Figure) can all use them; `save_figure` writes one to disk.
-Scores are percentages (x100), as `summarize_robustness` reports them.
+Scores are percentages (x100), as `hqsam.eval.summarize` reports them.
 """
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -51,16 +51,6 @@ def save_figure(fig: Figure, directory: PathLike, stem: str) -> Tuple[Path, Path
     return paths
 
 
-def tight_box(mask: np.ndarray) -> np.ndarray:
-    """The tight box (x0, y0, x1, y1) of an H x W bool mask's foreground, in pixel indices (inclusive), as
-    `hqsam.prompts.boxes_from_masks` gives the benchmark's prompts."""
-    mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 2 or not mask.any():
-        raise ValueError(f"tight_box needs an H x W mask with foreground, got shape {mask.shape}, {int(mask.sum())} on")
-    rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    return np.array([columns[0], rows[0], columns[-1], rows[-1]], dtype=np.float64)
-
-
 def zoom_window(errors: np.ndarray, size: int) -> Box:
     """The size x size window (clipped to the image) holding the most error pixels: (x0, y0, x1, y1), x1 and y1
     exclusive. `errors` is an H x W bool or count map; ties go to the first window in row-major order; with no
@@ -84,12 +74,11 @@ def zoom_window(errors: np.ndarray, size: int) -> Box:
 
 
 def qualitative_grid(
-    predictor,
     samples: Sequence,
-    boxes: Optional[Sequence[np.ndarray]] = None,
+    masks: Sequence[Mapping[str, np.ndarray]],
+    boxes: Sequence[np.ndarray],
     zoom: bool = True,
     zoom_fraction: float = 0.35,
-    hq_token_only: bool = True,
 ) -> Figure:
     """One row per sample: the image with its box prompt, the GT, SAM's mask, HQ-SAM's mask and, with `zoom`,
     a crop around where SAM and HQ-SAM differ most from the GT near its boundary (`zoom_window` over the error
@@ -97,49 +86,52 @@ def qualitative_grid(
     SAM and HQ-SAM contours; its window is drawn on the full views.
 
     Arguments:
-      predictor (HQSamPredictor): gives HQ-SAM's mask (`predict`) and SAM's (`predict_sam`), single-mask output.
-      samples (sequence of Sample): H x W x 3 uint8 images with H x W bool GT masks (non-empty).
-      boxes (sequence or None): one x0, y0, x1, y1 box per sample in pixels; None uses each GT's tight box.
+      samples (sequence of Sample): H x W x 3 uint8 images with H x W bool GT masks.
+      masks (sequence of mappings): per sample {"SAM": H x W bool, "HQ-SAM": H x W bool}, the masks drawn, e.g.
+        from `hqsam.decoding.predict_box_masks` for `boxes`.
+      boxes (sequence): per sample the x0, y0, x1, y1 box prompt (pixels) the masks came from.
       zoom_fraction (float): the zoom window's side as a fraction of the image's shorter side.
-      hq_token_only (bool): HQ-SAM's mask from the HQ token alone (the paper's HQ benchmark setting).
 
     Returns:
       Figure with len(samples) x (5 if zoom else 4) axes, titled with each mask's IoU and boundary IoU (%).
     """
     if len(samples) == 0:
         raise ValueError("qualitative_grid needs at least one sample")
-    if boxes is not None and len(boxes) != len(samples):
-        raise ValueError(f"{len(samples)} samples but {len(boxes)} boxes: give one box per sample, or None")
+    if not len(samples) == len(masks) == len(boxes):
+        raise ValueError(f"{len(samples)} samples, {len(masks)} mask mappings and {len(boxes)} boxes: give one "
+                         "mapping and one box per sample")
     if not 0 < zoom_fraction <= 1:
         raise ValueError(f"zoom_fraction must be in (0, 1], got {zoom_fraction}")
     columns = 5 if zoom else 4
     fig = Figure(figsize=(2.6 * columns, 2.8 * len(samples)), layout="constrained")
     grid = fig.subplots(len(samples), columns, squeeze=False)
-    for row, sample in enumerate(samples):
+    for row, (sample, given, box) in enumerate(zip(samples, masks, boxes)):
         image, gt = np.asarray(sample.image), np.asarray(sample.mask, dtype=bool)
         if image.ndim != 3 or image.shape[:2] != gt.shape:
             raise ValueError(f"sample {sample.name!r}: image {image.shape} and mask {gt.shape} must be H x W x 3 and H x W")
-        box = tight_box(gt) if boxes is None else np.asarray(boxes[row], dtype=np.float64).reshape(4)
-        predictor.set_image(image)
-        masks = {
-            "SAM": predictor.predict_sam(box=box, multimask_output=False)[0][0],
-            "HQ-SAM": predictor.predict(box=box, multimask_output=False, hq_token_only=hq_token_only)[0][0],
-        }
+        missing = [name for name in MODEL_COLOURS if name not in given]
+        if missing:
+            raise ValueError(f"sample {sample.name!r}: no mask for {missing}; give {list(MODEL_COLOURS)}")
+        shown = {name: np.asarray(given[name], dtype=bool) for name in MODEL_COLOURS}
+        wrong = {name: mask.shape for name, mask in shown.items() if mask.shape != gt.shape}
+        if wrong:
+            raise ValueError(f"sample {sample.name!r}: masks {wrong} must be H x W as its GT {gt.shape}")
+        box = np.asarray(box, dtype=np.float64).reshape(4)
         axes = grid[row]
         show_image(axes[0], image, "image + box prompt")
         axes[0].add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
                                     edgecolor=BOX_COLOUR, linewidth=2))
         axes[0].set_ylabel(sample.name, fontsize=FONT_SIZE)
         show_image(axes[1], overlay(image, gt, GT_COLOUR), "ground truth")
-        for column, (name, mask) in enumerate(masks.items(), start=2):
+        for column, (name, mask) in enumerate(shown.items(), start=2):
             title = f"{name}\nIoU {100 * mask_iou(gt, mask):.1f}, BIoU {100 * boundary_iou(gt, mask):.1f}"
             show_image(axes[column], overlay(image, mask, MODEL_COLOURS[name]), title)
         if zoom:
-            errors = _boundary_errors(gt, masks.values())
+            errors = _boundary_errors(gt, shown.values())
             x0, y0, x1, y1 = zoom_window(errors, max(1, round(zoom_fraction * min(gt.shape))))
             crop = (slice(y0, y1), slice(x0, x1))
             show_image(axes[4], image[crop], "zoom: GT / SAM / HQ-SAM", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
-            for name, mask, style in (("GT", gt, "-"), ("SAM", masks["SAM"], "--"), ("HQ-SAM", masks["HQ-SAM"], "-")):
+            for name, mask, style in (("GT", gt, "-"), ("SAM", shown["SAM"], "--"), ("HQ-SAM", shown["HQ-SAM"], "-")):
                 _contour(axes[4], mask[crop], (x0, y0), MODEL_COLOURS.get(name, GT_COLOUR), style)
             for ax in (axes[0], axes[2], axes[3]):
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=ZOOM_COLOUR,
@@ -168,7 +160,7 @@ def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None)
     """Boundary mIoU (left) and mask mIoU (right) against the box noise scale, one line per model.
 
     Arguments:
-      summary (pd.DataFrame): `summarize_robustness(rows, "noise_scale")`: indexed by (model, noise_scale), with
+      summary (pd.DataFrame): `summarize(rows, "noise_scale")`: indexed by (model, noise_scale), with
         columns "average mBIoU" and "average mIoU" (%).
       paper (pd.DataFrame or None): the paper's Table 13 (columns model, noise_scale, hq4_miou, hq4_mbiou),
         drawn dashed with hollow markers.
@@ -176,7 +168,7 @@ def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None)
     Returns:
       Figure with 2 axes. Our lines come first on each axis, in the summary's model order, then the paper's.
     """
-    _check_index(summary, ["model", "noise_scale"], 'summarize_robustness(rows, "noise_scale")')
+    _check_index(summary, ["model", "noise_scale"], 'summarize(rows, "noise_scale")')
     _check_columns(summary, ["average mBIoU", "average mIoU"], "summary")
     if paper is not None:
         _check_columns(paper, ["model", "noise_scale", "hq4_miou", "hq4_mbiou"], "the paper's Table 13")
@@ -211,7 +203,7 @@ def points_curve(
     solid with circles, with negatives dash-dotted with squares; the paper's Figure 5 dashed with hollow markers.
 
     Arguments:
-      summary (pd.DataFrame): `summarize_robustness(rows, ["pos_points", "neg_points"])`, indexed by
+      summary (pd.DataFrame): `summarize(rows, ["pos_points", "neg_points"])`, indexed by
         (model, pos_points, neg_points), with a "<dataset> mBIoU" column (%) per dataset.
       paper (pd.DataFrame or None): the paper's Figure 5 (columns dataset, model, pos_points, neg_points, mbiou).
       datasets (sequence or None): the panels; None gives every dataset of the summary (then any of the paper's
@@ -223,7 +215,7 @@ def points_curve(
       Figure with one axis per dataset and one legend for all below them. On each axis, per model in order: ours without negatives, ours with
       negatives (if any rows), then the paper's lines in the same order.
     """
-    _check_index(summary, ["model", "pos_points", "neg_points"], 'summarize_robustness(rows, ["pos_points", "neg_points"])')
+    _check_index(summary, ["model", "pos_points", "neg_points"], 'summarize(rows, ["pos_points", "neg_points"])')
     if paper is not None:
         _check_columns(paper, ["dataset", "model", "pos_points", "neg_points", "mbiou"], "the paper's Figure 5")
     ours = [c[: -len(" mBIoU")] for c in summary.columns if c.endswith(" mBIoU") and c != "average mBIoU"]

@@ -1,25 +1,206 @@
-"""What the notebooks share: checking their papermill parameters (the profile's files: `hqsam.profiles`)."""
+"""What the notebooks call: `setup`, the first cell of every one (its papermill parameters checked, the profile's
+files from `hqsam.profiles`, the device), and each stage's steps that take more than one library call: making or
+downloading the inputs (01), training in this kernel or under torchrun (02), the evaluation's settings and COCO
+inputs (04), the masks the qualitative figures compare (03, 05) and Table 10's rows (05).
+
+Quick mode (CI: `HQSAM_QUICK=1`, or a notebook's `quick` parameter) changes sizes here, and only here.
+"""
 
 import os
-from typing import Optional
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .profiles import get_profile, resolve_device
+import numpy as np
+import pandas as pd
+import torch
+
+from .data import LAYOUTS, read_layout
+from .data.hqseg44k import download_coco, download_hqseg44k
+from .decoding import MODELS, predict_box_masks
+from .download import download
+from .eval.speed import backbone_sizes
+from .modeling import HQSam
+from .profiles import PAPER_BACKBONES, Profile, get_profile, resolve_device
+from .prompts import boxes_from_masks
+from .toy import generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes, train_toy_sam
+from .train import fit, load_config
+
+PathLike = Union[str, Path]
+
+# Quick mode's sizes: every notebook in a few minutes on 2 CPU cores.
+QUICK_TOY_DATA = {"num_train": 60, "num_val": 6, "num_coco": 6, "num_scenes": 6, "toy_sam_steps": 40,
+                  "toy_sam_batch_size": 4}
+QUICK_TRAINING = ("epochs=2", "lr_drop_epoch=1", "batch_size=4", "max_val_images=3", "loss_points=256")
+QUICK_EVALUATION = {"max_images": 3, "trials": 1, "speed_repeats": 2}
+QUICK_GRID_IMAGES = 2
+SPEED_COLUMNS = ("fps", "params_total_mb", "params_learnable_mb", "peak_memory_gb")
 
 
-def check_parameters(profile: str, device: str = "auto", **limits: Optional[int]) -> str:
-    """Stop a notebook at once on a bad parameter; returns the device to use ("auto" resolved).
+class Setup(NamedTuple):
+    quick: bool  # the notebook's `quick` parameter, or HQSAM_QUICK=1 in the environment
+    device: str  # "auto" resolved
+    paths: Profile  # the profile's settings and files
 
-    `limits` are counts that must be positive integers or None (no limit), e.g. max_images=20.
+
+def setup(profile: str, device: str = "auto", root: PathLike = "..", quick: bool = False,
+          model_type: Optional[str] = None) -> Setup:
+    """A notebook's first call: stops it at once on a bad profile, backbone or device, before anything is written.
+
+    `quick` is also set by HQSAM_QUICK=1 in the environment: that is how `make test` runs the notebooks under
+    nbval, which cannot pass parameters. Quick runs keep their files under ROOT/.quick (`hqsam.profiles`)."""
+    quick = bool(quick) or os.environ.get("HQSAM_QUICK") == "1"
+    paths = get_profile(profile, Path(root), quick, model_type)
+    return Setup(quick, resolve_device(device), paths)
+
+
+def prepare_data(
+    paths: Profile, quick: bool = False, mirror: Optional[str] = None, num_train: int = 600, num_val: int = 40,
+    num_coco: int = 40, num_scenes: int = 300, toy_sam_steps: int = 2000, toy_sam_batch_size: int = 8,
+) -> list:
+    """Make or download the profile's inputs, and return every source the data validation report reads.
+
+    toy: the toy world (`num_train` training images, `num_val` per validation set), its COCO-format set
+    (`num_coco` images) and the toy SAM's multi-object training scenes (`num_scenes`), then the toy SAM, trained
+    for `toy_sam_steps` unless its checkpoint exists; quick mode's sizes are QUICK_TOY_DATA. paper: SAM's and
+    HQ-SAM's checkpoints, HQSeg-44K and COCO val2017, from the official addresses or `mirror` (a base URL).
+
+    Returns:
+      list: the layout's sources (`hqsam.data.read_layout`), then, for the toy, the toy SAM's training scenes, one
+        sample per object.
     """
-    get_profile(profile)
-    device = resolve_device(device)
-    for name, value in limits.items():
+    layout = LAYOUTS[paths.layout]
+    if paths.name == "paper":
+        for name in paths.checkpoint_names:
+            download(name, paths.checkpoints, base_url=mirror)
+        download_hqseg44k(paths.data_root, base_url=mirror, downloads_dir=paths.downloads)
+        download_coco(paths.coco_root, base_url=mirror, downloads_dir=paths.downloads)
+        return read_layout(paths.data_root, layout)
+    sizes = QUICK_TOY_DATA if quick else dict(num_train=num_train, num_val=num_val, num_coco=num_coco,
+                                              num_scenes=num_scenes, toy_sam_steps=toy_sam_steps,
+                                              toy_sam_batch_size=toy_sam_batch_size)
+    generate_toy_world(paths.data_root, num_train=sizes["num_train"], num_val=sizes["num_val"])
+    generate_toy_coco(paths.data_root, num_images=sizes["num_coco"])
+    scenes = generate_toy_scenes(paths.data_root, num_images=sizes["num_scenes"])
+    if not paths.sam_checkpoint.exists():
+        train_toy_sam(paths.data_root, paths.sam_checkpoint, steps=sizes["toy_sam_steps"],
+                      batch_size=sizes["toy_sam_batch_size"], scenes=scenes)
+    return read_layout(paths.data_root, layout) + [read_toy_scenes(scenes)]
+
+
+def training_overrides(
+    paths: Profile, device: str, quick: bool = False, epochs: Optional[int] = None, precision: Optional[str] = None,
+    overrides: Sequence[str] = (),
+) -> List[str]:
+    """The config overrides (`hqsam.train.load_config`) a notebook trains with, later ones winning: the profile's
+    backbone, data, frozen SAM and output folder, `device`, no progress bars; `precision` and `epochs` when given;
+    quick mode's short schedule (QUICK_TRAINING); then `overrides`."""
+    chosen = [f"model_type={paths.model_type}", f"data_root={paths.data_root}",
+              f"sam_checkpoint={paths.sam_checkpoint}", f"output_dir={paths.train_dir}", f"device={device}",
+              "progress=false"]
+    if precision is not None:
+        chosen.append(f"precision={precision}")
+    if epochs is not None:
+        chosen.append(f"epochs={epochs}")
+    if quick:
+        chosen += QUICK_TRAINING
+    return chosen + list(overrides)
+
+
+def train_hqsam(
+    paths: Profile, device: str, quick: bool = False, ngpus: int = 1, epochs: Optional[int] = None,
+    precision: Optional[str] = None, overrides: Sequence[str] = (),
+) -> None:
+    """Train HQ-SAM with the profile's recipe (hqsam/configs/<profile>.yaml) and `training_overrides`, resuming
+    from the last checkpoint: the paper profile on `ngpus` > 1 GPUs as `hqsam train` under torchrun, its output
+    streamed here; otherwise in this process. RuntimeError if torchrun fails."""
+    overrides = training_overrides(paths, device, quick, epochs, precision, overrides)
+    if paths.name == "paper" and ngpus > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ngpus}",
+                   "-m", "hqsam", "train", "--config", paths.name, "--resume", *overrides]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+            for line in run.stdout:
+                print(line, end="")
+        if run.returncode:
+            raise RuntimeError(f"torchrun exited with {run.returncode}")
+        return
+    result = fit(load_config(paths.name, overrides), resume=True)
+    print(f"{result.steps} steps in {result.seconds:.0f} s; checkpoint {result.checkpoint}")
+
+
+class EvaluationSettings(NamedTuple):
+    max_images: Optional[int]  # per dataset; None: all
+    trials: Optional[int]  # random point draws per image (Figure 5)
+    speed_repeats: Optional[int]  # timed passes per model
+    precision: str  # the frozen encoder's, fp32 or bf16
+
+
+def evaluation_settings(
+    paths: Profile, quick: bool = False, max_images: Optional[int] = None, trials: Optional[int] = 3,
+    speed_repeats: Optional[int] = 5, precision: Optional[str] = None,
+) -> EvaluationSettings:
+    """What notebook 04 evaluates with: the given counts, or quick mode's (QUICK_EVALUATION), each a positive
+    integer or None (no limit); `precision`, or by default the profile's training recipe's: one setting for
+    training and evaluation."""
+    counts = QUICK_EVALUATION if quick else dict(max_images=max_images, trials=trials, speed_repeats=speed_repeats)
+    _check_counts(**counts)
+    return EvaluationSettings(**counts, precision=precision or load_config(paths.name).precision)
+
+
+def coco_inputs(paths: Profile, detections: Optional[PathLike] = None,
+                oracle: bool = False) -> Tuple[Path, Path, Optional[Path]]:
+    """`hqsam.eval.coco.evaluate_coco`'s images, annotations and detector boxes: `detections` (a COCO results
+    JSON) if given, else the profile's; None with `oracle` (prompts from the GT boxes)."""
+    if oracle:
+        return paths.coco_images, paths.coco_annotations, None
+    return paths.coco_images, paths.coco_annotations, Path(detections) if detections else paths.coco_detections
+
+
+def speed_table(speed: Dict[str, Dict[str, float]]) -> pd.DataFrame:
+    """`hqsam.eval.measure_speed`'s result as one row per model: speed, sizes and peak memory (SPEED_COLUMNS)."""
+    return pd.DataFrame({name: {column: speed[name][column] for column in SPEED_COLUMNS} for name in MODELS}).T
+
+
+def grid_samples(paths: Profile, quick: bool = False, count: Optional[int] = None) -> list:
+    """The first sample of each validation dataset, `count` of them at most (None: all; QUICK_GRID_IMAGES in quick
+    mode): the qualitative grid's rows."""
+    _check_counts(grid_images=count)
+    sources = read_layout(paths.data_root, LAYOUTS[paths.layout], split="val")
+    return [source[0] for source in sources][: QUICK_GRID_IMAGES if quick else count]
+
+
+def gt_box_masks(model: HQSam, samples: Sequence) -> Tuple[List[Dict[str, np.ndarray]], List[np.ndarray]]:
+    """SAM's and HQ-SAM's masks for each sample's GT tight box (`hqsam.prompts.boxes_from_masks`), HQ-SAM's from
+    the HQ token alone (the paper's HQ-benchmark setting), as `hqsam.figures.qualitative_grid` draws them.
+
+    Returns:
+      (masks, boxes): per sample a {"SAM": H x W bool, "HQ-SAM": H x W bool} mapping, and its x0, y0, x1, y1 box.
+    """
+    gts = [torch.as_tensor(np.asarray(sample.mask, dtype=bool))[None, None].float() for sample in samples]
+    boxes = [boxes_from_masks(gt)[0].numpy() for gt in gts]
+    predicted = predict_box_masks(model, [sample.image for sample in samples], [box[None] for box in boxes],
+                                  hq_token_only=True)
+    return [{name: masks[0] for name, masks in per_image.items()} for per_image in predicted], boxes
+
+
+def backbone_rows(model_type: str, hq_summary: pd.DataFrame, coco: pd.DataFrame,
+                  speed: Dict[str, Dict[str, float]]) -> List[Dict[str, object]]:
+    """Table 10's rows (`hqsam.report.compare_backbones`): ours for `model_type`, from notebook 04's results (the
+    HQ benchmark's average, COCO AP, speed), then the learnable parameters of every other paper backbone, from
+    shapes alone (`hqsam.eval.speed.backbone_sizes`)."""
+    rows = [
+        {"model": name, "backbone": model_type, "hq4_miou": hq_summary.loc[name, "average mIoU"],
+         "hq4_mbiou": hq_summary.loc[name, "average mBIoU"], "coco_ap": coco.loc[name, "AP"],
+         "coco_ap_b": coco.loc[name, "AP_B"], "params_learnable_mb": speed[name]["params_learnable_mb"],
+         "fps": speed[name]["fps"], "memory_gb": speed[name]["peak_memory_gb"]}
+        for name in MODELS
+    ]
+    return rows + backbone_sizes([other for other in PAPER_BACKBONES if other != model_type])
+
+
+def _check_counts(**counts: Optional[int]) -> None:
+    """Each count (e.g. max_images=20) must be a positive integer, or None (no limit)."""
+    for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    return device
-
-
-def quick_requested(quick: bool) -> bool:
-    """A notebook's `quick` parameter, or HQSAM_QUICK=1 in the environment (how `make test` runs them under nbval,
-    which cannot pass parameters)."""
-    return bool(quick) or os.environ.get("HQSAM_QUICK") == "1"

@@ -32,7 +32,7 @@ class Profile:
     layout: str  # the dataset layout (hqsam.data.layout.LAYOUTS)
     data_root: Path  # the toy world, or HQSeg-44K extracted
     checkpoints: Path  # downloaded (or, for the toy, trained) checkpoints
-    downloads: Path  # downloaded archives
+    downloads: Path  # downloaded archives (the toy downloads none; its folder is its own all the same)
     sam_checkpoint: Path  # the frozen SAM that HQ-SAM trains on
     hq_checkpoint: Path  # the HQ-SAM evaluated: the toy run's export, or the released checkpoint
     train_dir: Path  # training outputs
@@ -64,11 +64,11 @@ def get_profile(
                 f"the toy profile has the toy backbone only, got model_type={model_type!r}; the ViT backbones are "
                 "the paper profile's (profile: paper)"
             )
-        coco = root / "data/toy/toy_coco"
+        coco, runs = root / "data/toy/toy_coco", root / "runs/toy"
         return Profile(
-            "toy", "toy", "toy", root / "data/toy", root / "checkpoints/toy", root / "data/downloads",
-            root / "checkpoints/toy/sam_toy.pth", root / "runs/toy/train/sam_hq_toy.pth", root / "runs/toy/train",
-            root / "results/toy", root / "figures/toy", root / "runs/toy/notebooks",
+            "toy", "toy", "toy", root / "data/toy", runs / "checkpoints", runs / "downloads",
+            runs / "checkpoints/sam_toy.pth", runs / "train/sam_hq_toy.pth", runs / "train",
+            root / "results/toy", root / "figures/toy", runs / "notebooks",
             coco, coco / "images", coco / "instances.json", coco / "detections.json",
         )
     model_type = model_type or "vit_l"

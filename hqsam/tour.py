@@ -2,7 +2,8 @@
 
 Mouse and keys go through matplotlib's event API, so any interactive backend works: in Jupyter that is ipympl
 (`%matplotlib widget`). Under the static inline backend the same object is driven by the ipywidgets text boxes
-of `PromptTour.controls()`, and tests drive it with synthetic events.
+of `PromptTour.controls()`, and tests drive it with synthetic events; `use_widget_backend` switches to ipympl
+when it is there.
 
   left click: positive point    right click: negative point    left drag: box
   key "u": remove the last point    key "c": clear all prompts
@@ -22,6 +23,17 @@ from .metrics import boundary_iou, mask_iou
 DRAG_PIXELS = 5  # a press and release further apart than this (screen pixels) is a box, closer is a click
 STATIC_CANVASES = ("matplotlib.backend_bases", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline")
 POINT_STYLE = {1: dict(marker="*", color="#00ff00"), 0: dict(marker="X", color="#ff0000")}
+
+
+def use_widget_backend() -> None:
+    """Switch matplotlib to ipympl's widget backend (`%matplotlib widget`), so that a PromptTour's figure takes
+    clicks and drags; without a Jupyter kernel or ipympl, say so and stay static (type the prompts instead)."""
+    try:
+        from IPython import get_ipython
+
+        get_ipython().run_line_magic("matplotlib", "widget")
+    except Exception as error:  # no kernel (None has no run_line_magic), or no ipympl
+        print(f"no interactive matplotlib backend ({error}); type prompts instead")
 
 
 class PromptTour:

@@ -8,18 +8,21 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from hqsam import HQSamPredictor, build_hqsam
+from hqsam import HQSam, build_hqsam
 from hqsam.data.sources import Sample
+from hqsam.decoding import predict_box_masks
 from hqsam.figures import (
+    MODEL_COLOURS,
     box_noise_curve,
+    overlay,
     points_curve,
     qualitative_grid,
     save_figure,
-    tight_box,
     training_curves,
     zoom_window,
 )
 from hqsam.metrics import boundary_iou, mask_iou
+from hqsam.prompts import boxes_from_masks
 
 
 def _sample(index: int, size: int = 40) -> Sample:
@@ -32,9 +35,9 @@ def _sample(index: int, size: int = 40) -> Sample:
 
 
 @pytest.fixture(scope="module")
-def predictor() -> HQSamPredictor:
+def model() -> HQSam:
     torch.manual_seed(0)
-    return HQSamPredictor(build_hqsam("toy"))
+    return build_hqsam("toy")
 
 
 def _box_noise_summary() -> pd.DataFrame:
@@ -84,13 +87,7 @@ def _assert_labelled(fig: Figure) -> None:
         assert ax.get_xlabel() and ax.get_ylabel()
 
 
-def test_tight_box_and_zoom_window_against_brute_force():
-    mask = np.zeros((9, 12), bool)
-    mask[2:5, 3:8] = True
-    assert tight_box(mask).tolist() == [3, 2, 7, 4]
-    with pytest.raises(ValueError, match="foreground"):
-        tight_box(np.zeros((4, 4), bool))
-
+def test_zoom_window_against_brute_force():
     errors = np.random.default_rng(1).random((23, 31)) < 0.2
     for size in (1, 5, 23, 40):
         x0, y0, x1, y1 = zoom_window(errors, size)
@@ -103,18 +100,19 @@ def test_tight_box_and_zoom_window_against_brute_force():
         zoom_window(errors, 0)
 
 
-def test_qualitative_grid(predictor):
+def test_qualitative_grid(model):
     samples = [_sample(0), _sample(3)]
-    fig = qualitative_grid(predictor, samples)
+    boxes = [boxes_from_masks(torch.from_numpy(sample.mask)[None, None].float())[0].numpy() for sample in samples]
+    predicted = predict_box_masks(model, [sample.image for sample in samples], [box[None] for box in boxes],
+                                  hq_token_only=True)
+    masks = [{name: per_box[0] for name, per_box in per_image.items()} for per_image in predicted]
+    fig = qualitative_grid(samples, masks, boxes)
     assert isinstance(fig, Figure) and len(fig.axes) == 2 * 5
     assert len(fig.legends) == 1
     axes = np.array(fig.axes).reshape(2, 5)
-    for row, sample in enumerate(samples):
-        box = tight_box(sample.mask)
-        predictor.set_image(sample.image)
-        sam = predictor.predict_sam(box=box, multimask_output=False)[0][0]
-        hq = predictor.predict(box=box, multimask_output=False, hq_token_only=True)[0][0]
-        # The box prompt as drawn is the GT's tight box; the titles carry the scores of these very masks.
+    for row, (sample, box) in enumerate(zip(samples, boxes)):
+        sam, hq = masks[row]["SAM"], masks[row]["HQ-SAM"]
+        # The box prompt as drawn is the one given; the titles carry the scores of the masks given.
         prompt = axes[row, 0].patches[0]
         assert (prompt.get_x(), prompt.get_y(), prompt.get_width(), prompt.get_height()) == (
             box[0], box[1], box[2] - box[0], box[3] - box[1])
@@ -129,10 +127,22 @@ def test_qualitative_grid(predictor):
         assert disagreement[y0:y1, x0:x1].any()
         np.testing.assert_array_equal(axes[row, 4].images[0].get_array(), sample.image[y0:y1, x0:x1])
 
-    plain = qualitative_grid(predictor, samples[:1], boxes=[np.array([2, 2, 30, 38])], zoom=False)
+
+def test_qualitative_grid_draws_the_masks_it_is_given():
+    sample = _sample(0)
+    exact, shifted = sample.mask, np.roll(sample.mask, 3, axis=1)
+    plain = qualitative_grid([sample], [{"SAM": shifted, "HQ-SAM": exact}], [np.array([2, 2, 30, 38])], zoom=False)
     assert len(plain.axes) == 4 and len(plain.axes[0].patches) == 1
-    with pytest.raises(ValueError, match="one box per sample"):
-        qualitative_grid(predictor, samples, boxes=[np.array([0, 0, 5, 5])])
+    assert plain.axes[3].get_title() == "HQ-SAM\nIoU 100.0, BIoU 100.0"
+    assert plain.axes[2].get_title().startswith(f"SAM\nIoU {100 * mask_iou(exact, shifted):.1f}")
+    for ax, (name, mask) in zip(plain.axes[2:], (("SAM", shifted), ("HQ-SAM", exact))):
+        np.testing.assert_array_equal(ax.images[0].get_array(), overlay(sample.image, mask, MODEL_COLOURS[name]))
+    with pytest.raises(ValueError, match="one mapping and one box per sample"):
+        qualitative_grid([sample, sample], [{"SAM": exact, "HQ-SAM": exact}] * 2, [np.array([0, 0, 5, 5])])
+    with pytest.raises(ValueError, match=r"no mask for \['HQ-SAM'\]"):
+        qualitative_grid([sample], [{"SAM": exact}], [np.array([0, 0, 5, 5])])
+    with pytest.raises(ValueError, match="must be H x W as its GT"):
+        qualitative_grid([sample], [{"SAM": exact, "HQ-SAM": exact[:-1]}], [np.array([0, 0, 5, 5])])
 
 
 def test_box_noise_curve_plots_the_summary_and_the_paper():

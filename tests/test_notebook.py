@@ -1,31 +1,112 @@
-"""Notebook plumbing: parameters that stop a notebook at once, where profiles keep their files, make reproduce."""
+"""Notebook plumbing: the setup that stops a notebook at once on a bad parameter, the stages' library calls, where
+profiles keep their files, make reproduce."""
 
 import ast
+import dataclasses
+import itertools
 import json
+import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import papermill
 import pytest
 import torch
 
-from hqsam import reproduce
-from hqsam.notebook import check_parameters, quick_requested
-from hqsam.profiles import get_profile
+from hqsam import HQSamPredictor, build_hqsam, reproduce
+from hqsam.data.sources import Sample
+from hqsam.notebook import (QUICK_TRAINING, coco_inputs, evaluation_settings, gt_box_masks, setup, train_hqsam,
+                            training_overrides)
+from hqsam.profiles import PAPER_BACKBONES, PROFILES, get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
 def test_bad_parameters_raise_clear_errors():
     with pytest.raises(ValueError, match="profile must be one of"):
-        check_parameters("toyy")
-    with pytest.raises(ValueError, match="max_images must be a positive integer or None"):
-        check_parameters("toy", max_images=0)
+        setup("toyy")
     with pytest.raises(ValueError, match="device must be"):
-        check_parameters("toy", device="tpu")
+        setup("toy", device="tpu")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
-            check_parameters("toy", device="cuda")
-    assert check_parameters("paper", "cpu", max_images=None, trials=3) == "cpu"
+            setup("toy", device="cuda")
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        setup("paper", model_type="vit_x")
+    paper = get_profile("paper")
+    with pytest.raises(ValueError, match="max_images must be a positive integer or None"):
+        evaluation_settings(paper, max_images=0)
+    with pytest.raises(ValueError, match="trials must be a positive integer or None"):
+        evaluation_settings(paper, trials=True)
+    assert evaluation_settings(paper, max_images=None, trials=3, precision="bf16") == (None, 3, 5, "bf16")
+    assert evaluation_settings(paper, True, max_images=0).max_images == 3  # quick mode's sizes replace the given ones
+    assert evaluation_settings(paper).precision == "fp32"  # the training recipe's
+
+
+def test_setup_resolves_quick_mode_the_profile_and_the_device(monkeypatch):
+    monkeypatch.setenv("HQSAM_QUICK", "1")
+    assert setup("toy", "cpu", "r") == (True, "cpu", get_profile("toy", Path("r"), quick=True))
+    monkeypatch.setenv("HQSAM_QUICK", "0")
+    quick, device, paths = setup("paper", "auto", "r", model_type="vit_b")
+    assert not quick and device in ("cpu", "cuda") and paths == get_profile("paper", Path("r"), model_type="vit_b")
+    assert setup("toy", "cpu", "r", quick=True).quick
+
+
+def test_training_and_coco_inputs_follow_the_profile(monkeypatch, capsys):
+    paper = get_profile("paper", Path("r"), model_type="vit_b")
+    overrides = training_overrides(paper, "cuda", quick=True, epochs=3, overrides=["lr=1e-4", "epochs=1"])
+    assert overrides[:6] == ["model_type=vit_b", "data_root=r/data/hqseg44k", "sam_checkpoint=r/checkpoints/sam_vit_b_01ec64.pth",
+                             "output_dir=r/runs/paper/train", "device=cuda", "progress=false"]
+    assert overrides[6:] == ["epochs=3", *QUICK_TRAINING, "lr=1e-4", "epochs=1"]  # later ones win
+
+    launched = []
+
+    class FakeTorchrun:
+        def __init__(self, command, **options):
+            launched.append(command)
+            self.stdout, self.returncode = iter(["rank 0: epoch 1\n"]), 3
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(subprocess, "Popen", FakeTorchrun)
+    with pytest.raises(RuntimeError, match="torchrun exited with 3"):
+        train_hqsam(paper, "cuda", ngpus=2)
+    assert capsys.readouterr().out == "rank 0: epoch 1\n"  # streamed
+    assert launched[0][1:8] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hqsam", "train"]
+    assert launched[0][8:11] == ["--config", "paper", "--resume"] and launched[0][11:] == training_overrides(paper, "cuda")
+    fitted = []
+    monkeypatch.setattr("hqsam.notebook.fit", lambda config, resume: fitted.append((config, resume)) or
+                        SimpleNamespace(steps=7, seconds=2.0, checkpoint="sam_hq_toy.pth"))
+    train_hqsam(get_profile("toy", Path("r")), "cpu", ngpus=2)  # the toy trains in this process, whatever ngpus
+    assert len(launched) == 1 and fitted[0][1] and str(fitted[0][0].output_dir) == "r/runs/toy/train"
+    assert capsys.readouterr().out == "7 steps in 2 s; checkpoint sam_hq_toy.pth\n"
+
+    toy = get_profile("toy", Path("r"))
+    assert coco_inputs(toy) == (toy.coco_images, toy.coco_annotations, toy.coco_detections)
+    assert coco_inputs(toy, "dets.json") == (toy.coco_images, toy.coco_annotations, Path("dets.json"))
+    assert coco_inputs(toy, "dets.json", oracle=True) == (toy.coco_images, toy.coco_annotations, None)
+
+
+def test_gt_box_masks_are_the_predictors_masks_for_the_gt_tight_box():
+    torch.manual_seed(0)
+    model = build_hqsam("toy")
+    masks = [np.zeros((40, 50), bool), np.zeros((36, 30), bool)]
+    masks[0][5:20, 8:31] = True
+    masks[1][10:30, 3:4] = True
+    rng = np.random.default_rng(0)
+    samples = [Sample((rng.random(m.shape + (3,)) * 255).astype(np.uint8), m, f"s{i}") for i, m in enumerate(masks)]
+    predicted, boxes = gt_box_masks(model, samples)
+    assert [box.tolist() for box in boxes] == [[8, 5, 30, 19], [3, 10, 3, 29]]  # inclusive pixel indices
+    predictor = HQSamPredictor(model)
+    for sample, box, given in zip(samples, boxes, predicted):
+        predictor.set_image(sample.image)
+        np.testing.assert_array_equal(given["SAM"], predictor.predict_sam(box=box, multimask_output=False)[0][0])
+        np.testing.assert_array_equal(given["HQ-SAM"],
+                                      predictor.predict(box=box, multimask_output=False, hq_token_only=True)[0][0])
 
 
 @pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
@@ -39,21 +120,45 @@ def test_papermill_reads_every_parameter(notebook):
     assert set(papermill.inspect_notebook(str(NOTEBOOKS / notebook))) == assigned
 
 
-def test_profiles_keep_their_files_apart(monkeypatch):
-    toy, quick, paper = get_profile("toy", Path("r")), get_profile("toy", Path("r"), True), get_profile("paper", Path("r"))
+def _path_fields(profile) -> dict:
+    return {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile) if isinstance(getattr(profile, f.name), Path)}
+
+
+def _shared_paths(one, other) -> list:
+    """(field of one, field of other) for every path of `one` that is a path of `other`, or lies inside it, or
+    holds it."""
+    return [(a, b) for (a, path_a), (b, path_b) in itertools.product(_path_fields(one).items(), _path_fields(other).items())
+            if path_a == path_b or path_a in path_b.parents or path_b in path_a.parents]
+
+
+def test_profiles_keep_their_files_apart():
+    """No path of a profile is, holds or lies in a path of another profile, or of its own quick (or full) runs:
+    no run reads another's inputs or overwrites its outputs. Every path is under the root."""
+    root = Path("r")
+    runs = {(name, quick, model_type): get_profile(name, root, quick, model_type)
+            for name, model_types in (("toy", [None]), ("paper", PAPER_BACKBONES)) for model_type in model_types
+            for quick in (False, True)}
+    assert {profile.name for profile in runs.values()} == set(PROFILES)
+    for profile in runs.values():
+        fields = _path_fields(profile)
+        assert {"data_root", "checkpoints", "downloads", "sam_checkpoint", "hq_checkpoint", "train_dir", "results",
+                "figures", "notebooks", "coco_root", "coco_images", "coco_annotations", "coco_detections"} <= set(fields)
+        assert all(root in path.parents for path in fields.values())
+    for (one, other) in itertools.combinations(runs, 2):
+        if one[:2] != other[:2]:  # the paper profile's backbones differ in their checkpoints only
+            assert _shared_paths(runs[one], runs[other]) == [], f"{one[:2]} and {other[:2]} share paths"
+    # The check finds a shared path and a nested one.
+    toy, paper = runs[("toy", False, None)], runs[("paper", False, "vit_l")]
+    assert _shared_paths(dataclasses.replace(toy, results=paper.results), paper) == [("results", "results")]
+    assert _shared_paths(dataclasses.replace(toy, train_dir=paper.figures / "toy"), paper) == [("train_dir", "figures")]
+
     assert toy.hq_checkpoint == Path("r/runs/toy/train/sam_hq_toy.pth") and toy.results == Path("r/results/toy")
-    assert quick.data_root == Path("r/.quick/data/toy") and paper.data_root == Path("r/data/hqseg44k")
-    assert paper.sam_checkpoint == Path("r/checkpoints/sam_vit_l_0b3195.pth") and toy.checkpoint_names == ()
-    vit_b = get_profile("paper", Path("r"), model_type="vit_b")
-    assert vit_b.hq_checkpoint == Path("r/checkpoints/sam_hq_vit_b.pth") and vit_b.checkpoint_names == ("sam_vit_b", "sam_hq_vit_b")
-    with pytest.raises(ValueError, match="backbone must be one of"):
-        get_profile("paper", model_type="vit_x")
+    assert runs[("toy", True, None)].data_root == Path("r/.quick/data/toy") and paper.data_root == Path("r/data/hqseg44k")
+    assert paper.sam_checkpoint.name == "sam_vit_l_0b3195.pth" and toy.checkpoint_names == ()
+    vit_b = runs[("paper", False, "vit_b")]
+    assert vit_b.hq_checkpoint.name == "sam_hq_vit_b.pth" and vit_b.checkpoint_names == ("sam_vit_b", "sam_hq_vit_b")
     with pytest.raises(ValueError, match="toy backbone only"):
         get_profile("toy", model_type="vit_b")
-    monkeypatch.setenv("HQSAM_QUICK", "1")
-    assert quick_requested(False)
-    monkeypatch.setenv("HQSAM_QUICK", "0")
-    assert not quick_requested(False) and quick_requested(True)
 
 
 def test_an_invalid_papermill_parameter_stops_the_notebook_at_its_first_cell(tmp_path):

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hqsam import HQSamPredictor
-from hqsam.tour import PromptTour
+from hqsam.tour import PromptTour, use_widget_backend
 
 
 @pytest.fixture()
@@ -132,3 +132,10 @@ def test_bad_inputs(toy_model, image):
         PromptTour(predictor, image[..., 0], figure=Figure())
     with pytest.raises(ValueError, match="does not match the image"):
         PromptTour(predictor, image, gt=np.zeros((5, 5), bool), figure=Figure())
+
+
+def test_without_a_kernel_the_widget_backend_is_declined_with_a_note(capsys):
+    backend = matplotlib.get_backend()
+    use_widget_backend()
+    assert capsys.readouterr().out.startswith("no interactive matplotlib backend (")
+    assert matplotlib.get_backend() == backend
