@@ -135,3 +135,17 @@ def test_cli_writes_rows_and_summary(world, model, tmp_path, capsys):
     summary = pd.read_csv(tmp_path / "out" / "hq_summary.csv", index_col=0)
     assert list(summary.index) == ["SAM", "HQ-SAM"] and "Toy-Thin mBIoU" in summary.columns
     assert "average mBIoU" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("protocol", ["hq", "box-noise", "points", "coco"])
+def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys, protocol):
+    missing = tmp_path / "sam_hq_missing.pth"
+    arguments = ["eval", protocol, "--checkpoint", str(missing), "--device", "cpu"]
+    if protocol == "coco":
+        arguments += ["--images", str(tmp_path), "--annotations", str(tmp_path / "instances.json"), "--oracle"]
+    else:
+        arguments += ["--data-root", str(world), "--layout", "toy", "--output", str(tmp_path / "out")]
+    assert main(arguments) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {missing} does not exist") and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

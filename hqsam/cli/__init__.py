@@ -8,8 +8,10 @@
 """
 
 import argparse
+import sys
 from typing import List, Optional
 
+from ..download import DownloadError
 from .data import add_download_command, add_download_data_command
 from .eval import add_eval_command
 from .rehearse import add_rehearse_command
@@ -28,8 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run a sub-command; bad input (a missing or unreadable file, a wrong value) ends it with one line on stderr
+    that says what was wrong, and exit status 1."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (DownloadError, FileNotFoundError, ValueError) as error:  # CheckpointError is a ValueError
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

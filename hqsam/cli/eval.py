@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 from ..build import build_hqsam
-from ..checkpoint import CheckpointError
 from ..data.layout import LAYOUTS
 from ..data.sources import read_layout
 from ..decoding import PRECISIONS
@@ -116,25 +115,21 @@ def _add_coco_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 
 def _run_coco_command(args: argparse.Namespace) -> int:
-    """Run `hqsam eval coco`; prints the table (and what was skipped), returns 0 or 1."""
-    try:
-        if args.checkpoint is None:
-            if args.model_type == "auto":
-                raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
-            print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
-        model = build_hqsam(args.model_type, args.checkpoint).to(resolve_device(args.device))
-        predictions = predict_coco(
-            model, args.images, args.annotations, None if args.oracle else args.detections,
-            hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
-            images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, progress=args.progress,
-            journal=journal_in(args.output), precision=args.precision,
-        )
-        table = coco_table(args.annotations, predictions, args.dilation_ratio)
-        if args.output is not None:
-            write_coco_outputs(args.output, predictions, table)
-    except (ValueError, FileNotFoundError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    """Run `hqsam eval coco`; prints the table (and what was skipped)."""
+    if args.checkpoint is None:
+        if args.model_type == "auto":
+            raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
+        print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
+    model = build_hqsam(args.model_type, args.checkpoint).to(resolve_device(args.device))
+    predictions = predict_coco(
+        model, args.images, args.annotations, None if args.oracle else args.detections,
+        hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
+        images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, progress=args.progress,
+        journal=journal_in(args.output), precision=args.precision,
+    )
+    table = coco_table(args.annotations, predictions, args.dilation_ratio)
+    if args.output is not None:
+        write_coco_outputs(args.output, predictions, table)
     if predictions.skipped.total or predictions.skipped.images:
         print(predictions.skipped, file=sys.stderr)
     print(f"{len(predictions.image_ids)} images")
