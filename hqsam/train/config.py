@@ -4,16 +4,31 @@ The recipes hold the training settings; where a profile keeps its backbone, data
 comes from `hqsam.profiles`, for any of those five settings not given. The fields made with `recipe(...)` decide
 what a run computes, so a resumed run must keep them (`recipe_changes`); the others (epochs, logging, devices, how
 a batch is split over processes) may change between a run and its resumption.
+
+Your own data (`own_data_only`: `train_sources: []` and `extra_sources`). Each extra source is a training source
+(`split: train`, the default), or a validation one (`split: val`); a folder's `holdout: F` keeps the fraction F of
+its pairs (chosen by stem, `hqsam.data.sources.held_out_stems`) out of training as the validation source NAME-val.
+`val_sources` names validation sources among the layout's and the extra ones; unset, a config that trains on its own
+data only and has its own validation validates on that alone, any other on the layout's and its own. A config that
+trains on its own data only takes no model or outputs from the profile: `sam_checkpoint` must be set (a ValueError
+says so), `model_type` unset is "auto", and `output_dir` defaults to runs/NAME/train, NAME the first extra source's;
+the profile still gives `data_root` and `layout`, for `val_sources` that name layout sets. Any config's "auto"
+`model_type` is read from `sam_checkpoint`'s weights (`hqsam.build.infer_model_type`) when the config is made.
 """
 
 import dataclasses
+import difflib
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from ..build import infer_model_type
+from ..checkpoint import read_state_dict
 from ..decoding import PRECISIONS
+from ..download import REGISTRY
 from ..profiles import PROFILES, get_profile
 from .examples import TARGETS
 
@@ -29,13 +44,13 @@ def recipe(default: Any = dataclasses.MISSING, **options: Any) -> Any:
 @dataclass
 class TrainConfig:
     profile: str = "toy"  # where the five settings below come from when not given (hqsam.profiles)
-    model_type: Optional[str] = recipe(None)  # the backbone
+    model_type: Optional[str] = recipe(None)  # the backbone; "auto": read from sam_checkpoint's weights
     sam_checkpoint: Optional[str] = recipe(None)  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
     data_root: Optional[str] = None
     layout: Optional[str] = recipe(None)  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
     train_sources: Optional[List[str]] = recipe(None)  # names in the layout; None = every training source
-    val_sources: Optional[List[str]] = None  # None = every validation source; [] = no validation
-    extra_sources: List[Dict[str, Any]] = recipe(default_factory=list)  # {"folder": ..} or {"coco": ..}
+    val_sources: Optional[List[str]] = None  # layout's or extra; None = the default (module docstring); [] = none
+    extra_sources: List[Dict[str, Any]] = recipe(default_factory=list)  # {type: folder|coco, ..., split, holdout}
     output_dir: Optional[str] = None
     epochs: int = 12
     lr: float = recipe(1e-3)
@@ -66,14 +81,34 @@ class TrainConfig:
     dist_timeout_min: float = 30.0  # how long a process waits for the others in a collective before failing
     progress: bool = True
 
+    @property
+    def own_data_only(self) -> bool:
+        """Whether the config trains on its extra sources alone (`train_sources: []`; see the module docstring)."""
+        return self.train_sources == [] and bool(self.extra_sources)
+
     def __post_init__(self) -> None:
+        conform_field_types(self)
+        self.output_dir_defaulted = self.output_dir is None  # not a field: a run of other settings moves out of it
+        if self.own_data_only:  # the profile's SAM, backbone and outputs are no defaults for a user's data
+            if self.sam_checkpoint is None:
+                raise ValueError(
+                    "sam_checkpoint is not set: a config that trains on its own data (train_sources: []) needs the "
+                    f"SAM to train on, e.g. sam_checkpoint: checkpoints/{REGISTRY['sam_vit_b'].filename} (`hqsam "
+                    "download sam_vit_b`)"
+                )
+            first = self.extra_sources[0]
+            self.model_type = self.model_type or "auto"
+            self.output_dir = self.output_dir or f"runs/{first.get('name', first.get('type'))}/train"
         missing = [key for key in PROFILE_KEYS if getattr(self, key) is None]
         if missing:  # a config that names all five needs no profile (e.g. a user's own backbone on the toy one)
-            profile = get_profile(self.profile, model_type=self.model_type)
+            backbone = None if self.own_data_only or self.model_type == "auto" else self.model_type
+            profile = get_profile(self.profile, model_type=backbone)
             defaults = {"model_type": profile.model_type, "sam_checkpoint": profile.sam_checkpoint,
                         "data_root": profile.data_root, "layout": profile.layout, "output_dir": profile.train_dir}
             for key in missing:
                 setattr(self, key, str(defaults[key]))
+        if self.model_type == "auto":
+            self.model_type = infer_model_type(read_state_dict(self.sam_checkpoint), source=self.sam_checkpoint)
         self.betas = tuple(self.betas)
         self.scale_range = tuple(self.scale_range)
         self.prompt_kinds = tuple(self.prompt_kinds)
@@ -102,6 +137,84 @@ class TrainConfig:
             raise ValueError("invalid training config: " + "; ".join(problems))
 
 
+_NOUNS = {bool: ("a boolean", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+          str: ("a string", "strings"), list: ("a list", "lists"), tuple: ("a list", "lists"),
+          dict: ("a mapping", "mappings"), type(None): ("null", "nulls")}  # how errors name a type, one and many
+
+
+def conform_field_types(config: TrainConfig) -> None:
+    """Check every field of `config` against its annotation, converting where the reading is unambiguous: an int or
+    a numeric string for a float (PyYAML reads `1e-3` as a string), a list for a tuple. A ValueError names every
+    field of the wrong type, what it got and an example."""
+    hints = get_type_hints(TrainConfig)
+    problems = []
+    for spec in dataclasses.fields(TrainConfig):
+        value = getattr(config, spec.name)
+        try:
+            setattr(config, spec.name, _conform(value, hints[spec.name]))
+        except TypeError:
+            got = _NOUNS.get(type(value), (f"a {type(value).__name__}",))[0]
+            problems.append(f"{spec.name} must be {_describe(hints[spec.name])}, got {value!r} ({got}){_example(spec)}")
+    if problems:
+        raise ValueError("invalid training config: " + "; ".join(problems))
+
+
+def _conform(value: Any, annotation: Any) -> Any:
+    """`value` as the type `annotation` (conform_field_types's conversions); TypeError if it is not one."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        for member in args:
+            try:
+                return _conform(value, member)
+            except TypeError:
+                pass
+    elif origin in (list, tuple) and isinstance(value, (list, tuple)):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) == len(args):
+                return tuple(_conform(item, kind) for item, kind in zip(value, args))
+        else:
+            return origin(_conform(item, args[0] if args else Any) for item in value)
+    elif origin is dict and isinstance(value, dict):
+        key_kind, value_kind = args or (Any, Any)
+        return {_conform(key, key_kind): _conform(item, value_kind) for key, item in value.items()}
+    elif annotation is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is Any or isinstance(annotation, type) and isinstance(value, annotation):
+        return value  # bool, str and every other class
+    raise TypeError(annotation)
+
+
+def _describe(annotation: Any, plural: bool = False) -> str:
+    """How an error names the type `annotation`: "an integer or null", "a list of 2 numbers", "strings"."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(member, plural) for member in args)
+    if origin in (list, tuple) and args:
+        fixed = origin is tuple and args[-1] is not Ellipsis
+        items = f"{len(args)} {_describe(args[0], True)}" if fixed else _describe(args[0], True)
+        return f"{_NOUNS[list][plural]} of {items}"
+    name = getattr(origin or annotation, "__name__", str(annotation))
+    return _NOUNS.get(origin or annotation, (f"a {name}", f"{name} values"))[plural]
+
+
+def _example(spec: "dataclasses.Field[Any]") -> str:
+    """": e.g. NAME=DEFAULT", the field's default written as an override would be; "" for a field without one."""
+    if spec.default is not dataclasses.MISSING:
+        default = spec.default
+    elif spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
+    else:
+        return ""
+    written = yaml.safe_dump(_plain(default), default_flow_style=True, width=1 << 30).splitlines()[0]
+    return f": e.g. {spec.name}={written}"
+
+
 def recipe_changes(config: TrainConfig, saved: Union[str, Path]) -> List[str]:
     """The recipe fields, in the dataclass's order, whose value in `config` differs from the config.yaml at `saved`."""
     before = yaml.safe_load(Path(saved).read_text())
@@ -123,24 +236,44 @@ def parse_assignments(pairs: Sequence[str], what: str, form: str, example: str) 
         name, sep, text = pair.partition("=")
         if not sep or not name.strip().isidentifier():
             raise ValueError(f"{what} {pair!r} must look like {form} (e.g. {example})")
-        values[name.strip()] = yaml.safe_load(text)
+        try:
+            values[name.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", error)  # the gist, without the position in the value
+            raise ValueError(f"{what} {pair!r} has a value that is not valid YAML ({problem}): quote it or fix it "
+                             f"(e.g. {example})") from None
     return values
+
+
+def _unknown_keys(keys: Iterable[Any], where: str) -> List[str]:
+    """One phrase per key that is no TrainConfig field, found `where`: the closest field, or all without one."""
+    known = [spec.name for spec in dataclasses.fields(TrainConfig)]
+    phrases = []
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"the known keys are {', '.join(known)}"
+            phrases.append(f"unknown config key {key!r} in {where}: {hint}")
+    return phrases
 
 
 def load_config(source: Union[str, Path] = "toy", overrides: Sequence[str] = ()) -> TrainConfig:
     """A profile name ("toy", "paper") or a YAML file, then `key=value` overrides (values parsed as YAML)."""
     path = CONFIG_DIR / f"{source}.yaml" if str(source) in PROFILES else Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"no config {source!r}: use a profile ({', '.join(PROFILES)}) or a YAML file path")
-    values = yaml.safe_load(path.read_text()) or {}
+        raise FileNotFoundError(f"no config file {str(source)!r}: use a profile ({', '.join(PROFILES)}) or the path "
+                                "of an existing YAML file")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML ({error}): fix the file") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of config keys to values")
-    values.update(parse_assignments(overrides, "override", "key=value", "epochs=2"))
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+        raise ValueError(f"{path} must hold a mapping of config keys to values (e.g. `epochs: 2`)")
+    assigned = parse_assignments(overrides, "override", "key=value", "epochs=2")
+    unknown = _unknown_keys(values, str(path)) + _unknown_keys(assigned, "the overrides")
     if unknown:
-        raise ValueError(f"unknown config keys {unknown} in {path} or the overrides; known keys: {sorted(known)}")
-    return TrainConfig(**values)
+        raise ValueError("; ".join(unknown))
+    return TrainConfig(**{**values, **assigned})
 
 
 def save_config(config: TrainConfig, path: Union[str, Path]) -> None:
