@@ -11,15 +11,16 @@ from ..train.loop import fit, start_process
 
 def _run_train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    if config.profile == "toy":
+    if config.profile == "toy" and not config.own_data_only:  # the toy world and the toy SAM, made once
         process = start_process(config.device)
         if process.main:
             prepare_toy(config.data_root, config.sam_checkpoint, progress=config.progress)
         if process.world > 1:
             dist.barrier()
-    result = fit(config, resume=args.resume)
+    result = fit(config, resume=args.resume, force=args.force)
     if result.checkpoint is not None:
-        print(f"{result.steps} steps in {result.seconds:.0f} s; HQ-SAM checkpoint: {result.checkpoint}")
+        print(f"{result.steps} steps in {result.seconds:.0f} s; run folder: {result.output_dir}; HQ-SAM checkpoint: "
+              f"{result.checkpoint}")
         if result.validation is not None:
             print(result.validation.round(1).to_string())
     return 0
@@ -34,5 +35,8 @@ def add_train_command(subparsers: "argparse._SubParsersAction[argparse.ArgumentP
     parser.add_argument("--config", default="toy", help="toy, paper, or a YAML file (default: toy)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. epochs=2")
     parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pth")
+    parser.add_argument("--force", action="store_true",
+                        help="replace a run of other settings in OUTPUT_DIR (default: a run of other settings in the "
+                             "profile's folder makes this one go to a folder of its own; elsewhere it is an error)")
     parser.set_defaults(func=_run_train_command)
     return parser

@@ -14,6 +14,7 @@ for a fraction of the cost of decoding. An image whose header is fine but whose 
 validation and raises a ValueError naming the file when the sample is read.
 """
 
+import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from ..seeding import keyed_seed
 from .layout import HQSEG44K_LAYOUT, Layout, SourceSpec
 
 PathLike = Union[str, Path]
@@ -57,6 +59,8 @@ class SourceReport:
     missing), `unreadable` ((file, reason)), `empty_masks` (stems or annotation ids whose binarised mask has no
     foreground, or too little for COCO's `min_area`), `excluded` ((item, rule), e.g. COCO crowd annotations).
     `conventions` counts the mask conventions found ("0/255", "0/1", "empty"); empty without validation.
+    `other_split` names the pairs a `holdout` (FolderSource) gave to the other split: held out for validation
+    from a training source, left to training by its validation part.
     """
 
     split: str
@@ -73,11 +77,13 @@ class SourceReport:
     excluded: List[Tuple[str, str]] = field(default_factory=list)
     conventions: Dict[str, int] = field(default_factory=dict)
     validated: bool = True
+    holdout: float = 0.0
+    other_split: List[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
         """Pairs left out because a file was unreadable or a mask empty."""
-        return self.paired - self.usable
+        return self.paired - len(self.other_split) - self.usable
 
     @property
     def expected_ok(self) -> Optional[bool]:
@@ -101,6 +107,7 @@ class SourceReport:
             "unreadable": len(self.unreadable),
             "empty_masks": len(self.empty_masks),
             "excluded": len(self.excluded),
+            "other_split": len(self.other_split),
             "conventions": ", ".join(f"{name} {count}" for name, count in sorted(self.conventions.items())),
             "validated": self.validated,
         }
@@ -120,6 +127,8 @@ class SourceReport:
             ("excluded", [f"{item} ({rule})" for item, rule in self.excluded]),
             ("images without a mask", self.unpaired_images),
             ("masks without an image", self.unpaired_masks),
+            (f"{'left to training' if self.split == 'val' else 'held out for validation'} (holdout {self.holdout})",
+             self.other_split),
         ):
             if items:
                 parts.append(f"{label}: {_first_names(items)}")
@@ -211,6 +220,17 @@ def _check_pair(image_path: Path, mask_path: Path) -> Tuple[str, Optional[Tuple[
     return convention, None
 
 
+def held_out_stems(stems: Sequence[str], holdout: float) -> List[str]:
+    """The round(holdout x len(stems)) stems, at least one if holdout > 0, whose keyed hash ("holdout", stem) is
+    smallest, sorted: a choice made by the stems alone, whatever the listing order, machine or seed."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be a fraction in [0, 1), got {holdout!r}: e.g. holdout: 0.1")
+    count = max(1, round(holdout * len(stems))) if holdout and stems else 0
+    if count and count >= len(stems):
+        raise ValueError(f"holdout {holdout} of {len(stems)} pairs leaves none to train on: lower holdout or add data")
+    return sorted(sorted(stems, key=lambda stem: keyed_seed("holdout", stem))[:count])
+
+
 class FolderSource:
     """Images and masks paired by file stem, one sample per pair, in sorted stem order.
 
@@ -218,6 +238,9 @@ class FolderSource:
     `validate=True`, every pair is checked once here (see the module docstring) and pairs whose image or mask is
     unreadable, whose sizes differ, or whose mask is empty are left out of the samples and named in `report`.
     With `validate=False` nothing is read until a sample is requested, and every pair is a sample.
+
+    `holdout` (0 <= holdout < 1) splits the pairs by stem (`held_out_stems`) before validation: with split "val"
+    the source holds the held-out pairs, with any other split the rest; `report.other_split` names the others.
     """
 
     def __init__(
@@ -231,6 +254,7 @@ class FolderSource:
         split: str = "train",
         validate: bool = True,
         workers: int = VALIDATION_WORKERS,
+        holdout: float = 0.0,
     ) -> None:
         self.name = name
         self.split = split
@@ -246,8 +270,11 @@ class FolderSource:
         images = _files_by_stem(self.image_dir, image_ext)
         masks = _files_by_stem(self.mask_dir, mask_ext)
         paired = sorted(images.keys() & masks.keys())
-        self._images = [images[stem] for stem in paired]
-        self._masks = [masks[stem] for stem in paired]
+        held = set(held_out_stems(paired, holdout))
+        mine = [stem for stem in paired if (stem in held) == (split == "val")] if held else paired
+        other = sorted(set(paired) - set(mine))
+        self._images = [images[stem] for stem in mine]
+        self._masks = [masks[stem] for stem in mine]
         self.report = SourceReport(
             split=split,
             name=name,
@@ -255,13 +282,15 @@ class FolderSource:
             found_images=len(images),
             found_masks=len(masks),
             paired=len(paired),
-            usable=len(paired),
+            usable=len(mine),
             unpaired_images=sorted(images.keys() - masks.keys()),
             unpaired_masks=sorted(masks.keys() - images.keys()),
             validated=validate,
+            holdout=holdout,
+            other_split=other,
         )
-        keep = self._validate(paired, workers) if validate else list(range(len(paired)))
-        self.stems: List[str] = [paired[i] for i in keep]
+        keep = self._validate(mine, workers) if validate else list(range(len(mine)))
+        self.stems: List[str] = [mine[i] for i in keep]
         self._images = [self._images[i] for i in keep]
         self._masks = [self._masks[i] for i in keep]
         self.report.usable = len(keep)
@@ -294,6 +323,14 @@ class FolderSource:
 
     def __len__(self) -> int:
         return len(self.stems)
+
+    def fingerprint(self) -> str:
+        """A digest of the samples' stems and their image and mask file sizes: what `hqsam.provenance` records of
+        the data (cheap for 44K files; a regenerated set with other contents almost always differs in sizes)."""
+        digest = hashlib.sha256()
+        for stem, image, mask in zip(self.stems, self._images, self._masks):
+            digest.update(f"{stem}\0{image.stat().st_size}\0{mask.stat().st_size}\n".encode())
+        return digest.hexdigest()
 
     def __getitem__(self, index: int) -> Sample:
         image = read_image(self._images[index])

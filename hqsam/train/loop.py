@@ -17,7 +17,10 @@ however it is split. Validation is split over the processes by chunks of images 
 order, so its files do not depend on the process count either.
 """
 
+import dataclasses
+import inspect
 import os
+import shutil
 import time
 import warnings
 from contextlib import nullcontext
@@ -33,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
+from .. import provenance
 from ..build import build_hqsam
 from ..checkpoint import save_state_dict
 from ..io import atomic_write
@@ -103,36 +107,58 @@ def load_frozen_model(config: TrainConfig, device: torch.device) -> HQSam:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*plain SAM checkpoint.*")  # fresh HQ parts are the point here
         model = build_hqsam(config.model_type, config.sam_checkpoint)
+    model.checkpoint_path = None  # its weights are trained from here: hqsam.provenance digests them, not the file
     return model.to(device)
 
 
 def build_sources(config: TrainConfig, split: str) -> List[Dataset]:
-    """The layout's sources of one split (filtered by name), plus the config's extra sources for training."""
+    """The sources of one split: the layout's, filtered by `train_sources` / `val_sources`, then the extra sources'
+    (`_extra_source`; for validation also filtered by `val_sources`). Unset `val_sources` in a config that trains on
+    its own data only and has its own validation means that alone (the config module's docstring)."""
+    own = [source for source in (_extra_source(entry, split) for entry in config.extra_sources) if source is not None]
     names = config.train_sources if split == "train" else config.val_sources
-    layout = [spec for spec in LAYOUTS[config.layout] if spec.split == split and (names is None or spec.name in names)]
+    if split == "val" and names is None and config.own_data_only and own:
+        names = [source.name for source in own]
+    specs = [spec for spec in LAYOUTS[config.layout] if spec.split == split]
     if names is not None:
-        missing = sorted(set(names) - {spec.name for spec in layout})
+        known = [spec.name for spec in specs] + ([source.name for source in own] if split == "val" else [])
+        missing = [name for name in names if name not in known]
         if missing:
-            known = [spec.name for spec in LAYOUTS[config.layout] if spec.split == split]
-            raise ValueError(f"unknown {split} sources {missing} in layout {config.layout!r}; known: {known}")
-    sources: List[Dataset] = list(read_layout(config.data_root, tuple(layout), split=split)) if layout else []
-    if split == "train":
-        sources.extend(_extra_source(entry) for entry in config.extra_sources)
-        if not sources:
-            raise ValueError("no training sources: check train_sources and extra_sources")
+            raise ValueError(f"unknown {split} sources {missing} in layout {config.layout!r} and extra_sources; "
+                             f"known: {known}")
+        specs = [spec for spec in specs if spec.name in names]
+        own = own if split == "train" else [source for source in own if source.name in names]
+    sources: List[Dataset] = [*(read_layout(config.data_root, tuple(specs), split=split) if specs else []), *own]
+    if split == "train" and not sources:
+        raise ValueError("no training sources: check train_sources and extra_sources")
     return sources
 
 
-def _extra_source(entry: Dict) -> Dataset:
-    kind = entry.get("type")
-    arguments = {k: v for k, v in entry.items() if k != "type"}
-    if kind == "folder":
-        return FolderSource(**arguments)
-    if kind == "coco":
-        from ..data.coco_source import CocoInstanceSource
+def _extra_source(entry: Dict, split: str) -> Optional[Dataset]:
+    """The source an `extra_sources` entry gives `split`, or None. An entry trains (`split: train`, the default)
+    or validates (`split: val`); a training folder's `holdout` fraction validates as the source NAME-val."""
+    from ..data.coco_source import CocoInstanceSource
 
-        return CocoInstanceSource(**arguments)
-    raise ValueError(f"extra source {entry} needs type: folder (image_dir, mask_dir) or coco (image_dir, annotation_file)")
+    kinds = {"folder": FolderSource, "coco": CocoInstanceSource}
+    if entry.get("type") not in kinds:
+        raise ValueError(f"extra source {entry} needs type: folder (name, image_dir, mask_dir) or coco (image_dir, "
+                         "annotation_file)")
+    cls, arguments = kinds[entry["type"]], {key: value for key, value in entry.items() if key != "type"}
+    own_split, holdout = arguments.get("split", "train"), arguments.get("holdout", 0)
+    if own_split not in ("train", "val"):
+        raise ValueError(f"extra source {entry}: split must be train or val, got {own_split!r}")
+    if holdout and (cls is not FolderSource or own_split != "train"):
+        raise ValueError(f"extra source {entry}: holdout is for folder sources that train (split: train); drop it")
+    try:
+        inspect.signature(cls).bind(**arguments)
+    except TypeError as error:
+        keys = ", ".join(inspect.signature(cls).parameters)
+        raise ValueError(f"extra source {entry}: {error}; a {entry['type']} source takes {keys}") from None
+    if own_split != split:
+        if not holdout:
+            return None
+        arguments["name"] = f"{arguments['name']}-val"
+    return cls(**{**arguments, "split": split})
 
 
 class EmbeddingCache:
@@ -237,11 +263,16 @@ class RunLogs:
             self.writer.close()
 
 
-def fit(config: TrainConfig, resume: bool = False) -> FitResult:
-    """Train the HQ parts as the config says; returns where the results are. See the module docstring."""
+def fit(config: TrainConfig, resume: bool = False, force: bool = False) -> FitResult:
+    """Train the HQ parts as the config says; returns where the results are. See the module docstring.
+
+    The run's provenance (`run_provenance`) decides its folder (`claim_output_dir`): `resume` continues a saved
+    state only of the same recipe, SAM checkpoint and data; a folder holding a run of other settings is replaced
+    only with `force`, else the run goes to a folder of its own (the profile's default folder) or fails."""
     run = start_run(config)
     state = TrainState(run.model, run.optimizer)
-    restore_or_start(run, state, resume)
+    made = run_provenance(run)
+    restore_or_start(run, state, claim_output_dir(run, made, resume, force), made)
     logs = RunLogs(run.output, state) if run.process.main else None
 
     started, summary, stopped = time.perf_counter(), None, False
@@ -322,24 +353,97 @@ def start_run(config: TrainConfig) -> Run:
     return Run(config, process, model, head, optimizer, examples, val_sources, cache, per_process, accumulation)
 
 
-def restore_or_start(run: Run, state: TrainState, resume: bool) -> None:
-    """With `resume` and a saved state: check the recipe against the saved config.yaml and load the state. Else
-    (a new run, or nothing saved yet) the main process writes config.yaml."""
-    saved_config = run.output / "config.yaml"
+RUN_ONLY = ("profile", "data_root", "output_dir", "checkpoint_every", "num_workers", "device", "dist_timeout_min",
+            "progress", "batch_per_gpu")  # TrainConfig fields that do not change what a run computes
+RUN_FILES = ("config.yaml", "steps.csv", "epochs.csv", "checkpoints", "tensorboard", provenance.FOLDER_FILE)
+
+
+def run_provenance(run: Run) -> dict:
+    """What the run computes from (`hqsam.provenance`): the frozen SAM checkpoint's SHA-256, the training and
+    validation data, the precision and device type; its settings are the config less RUN_ONLY."""
+    config = run.config
+    sam = {"checkpoint": config.sam_checkpoint, "sha256": provenance.file_sha256(config.sam_checkpoint)}
+    sources = [*run.examples.source.datasets, *run.val_sources]
+    scope = {"sam": sam, "data": provenance.data_identity(sources), "precision": config.precision,
+             "device": run.process.device.type}
+    settings = {key: value for key, value in dataclasses.asdict(config).items() if key not in RUN_ONLY}
+    return provenance.describe("training", scope, settings, __name__)
+
+
+def claim_output_dir(run: Run, made: dict, resume: bool, force: bool) -> bool:
+    """Decide where the run writes, before it writes anything; True when it resumes the saved state there.
+
+    A folder without a run is taken. With `resume`, a saved state of the same recipe, SAM checkpoint, data,
+    precision and device is continued (the schedule may change: more epochs), also one that other code made (said
+    on stdout), except with `force`, which wants the result of this code. Otherwise a folder holding a run of
+    other provenance is cleared with `force` (its files named), moved from when the config did not set output_dir
+    (the run goes to <folder>-<digest> beside the default folder, said on stdout), and else refused (ValueError)."""
+    output, main = run.output, run.process.main
+    saved = provenance.read_provenance(output) if (output / provenance.FOLDER_FILE).is_file() else None
+    held = run.state_path.exists() or any(output.glob("sam_hq_*.pth"))
+    if not held:
+        return False
     if resume and run.state_path.exists():
-        changed = recipe_changes(run.config, saved_config)
-        if changed:
-            raise ValueError(
-                f"cannot resume: the recipe changed since {saved_config} was written ({', '.join(changed)}); "
-                "use the same settings or a new output_dir"
-            )
+        changed = _resume_changes(run, saved, made)
+        code = provenance.differences(saved, made, ("code",)) if saved is not None else []
+        if not changed and not (code and force):
+            if code and main:
+                print(f"resuming a run that other code made ({'; '.join(code[:3])})")
+            return True
+        if not force:
+            raise ValueError(f"cannot resume {run.state_path}: {'; '.join(changed)} since it was saved; use the same "
+                             "settings, another output_dir, or --force to start this folder over")
+    changed = provenance.differences(saved, made)
+    if not changed or force:
+        if main:
+            what = "these settings" if not changed else f"other settings ({'; '.join(changed[:3])})"
+            print(f"{output} holds a run of {what}: starting it over" + ("" if changed else " (--resume continues it)"))
+            _clear_run(output)
+        if run.process.world > 1:
+            dist.barrier()
+        return False
+    if not run.config.output_dir_defaulted:
+        raise ValueError(f"{output} holds a training run of other settings ({'; '.join(changed[:3])}): pass --force "
+                         "to replace it, --resume to continue it, or set output_dir to another folder")
+    own = output.parent / f"{output.name}-{provenance.digest({k: made[k] for k in ('scope', 'settings')})[:8]}"
+    if main:
+        print(f"{output} holds a run of other settings ({'; '.join(changed[:3])}): this one goes to {own}")
+    run.config.output_dir = str(own)
+    return claim_output_dir(run, made, resume, force)
+
+
+def _resume_changes(run: Run, saved: Optional[dict], made: dict) -> List[str]:
+    """What stops a resume: recipe fields changed since config.yaml was written, or another SAM checkpoint, data,
+    precision or device (from provenance.json, when the run has one)."""
+    recipe = recipe_changes(run.config, run.output / "config.yaml")
+    changed = [f"the recipe changed ({', '.join(recipe)})"] if recipe else []
+    if saved is not None:
+        scope = {key: value for key, value in saved["scope"].items() if key != "precision"}  # a recipe field
+        changed += provenance.differences({"scope": scope}, {"scope": {k: made["scope"][k] for k in scope}}, ("scope",))
+    return changed
+
+
+def _clear_run(output: Path) -> None:
+    """Remove a run's files from `output` (so a new run mixes with none of them), naming each."""
+    for path in [*(output / name for name in RUN_FILES), *output.glob("val_epoch*.csv"), *output.glob("sam_hq_*.pth*")]:
+        if path.exists():
+            print(f"  removing {path}")
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+def restore_or_start(run: Run, state: TrainState, resume: bool, made: dict) -> None:
+    """With `resume` (`claim_output_dir` said so): load the saved state. Else the main process writes config.yaml.
+    Either way the main process records the run's provenance in provenance.json."""
+    if resume:
         state.load(run.state_path)
         if run.process.main:
             print(f"resuming from {run.state_path}: epoch {state.epoch}, step {state.step_in_epoch} of it, "
                   f"{state.global_step} steps done")
     elif run.process.main:
         run.output.mkdir(parents=True, exist_ok=True)
-        save_config(run.config, saved_config)
+        save_config(run.config, run.output / "config.yaml")
+    if run.process.main:
+        provenance.write_provenance(run.output, made)
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, epoch: int) -> float:
@@ -356,7 +460,10 @@ def epoch_loader(run: Run, state: TrainState) -> Tuple[int, DataLoader]:
     config, rank = run.config, run.process.rank
     batches = epoch_batches(len(run.examples), config.batch_size, config.seed, state.epoch)
     if not batches:
-        raise ValueError(f"{len(run.examples)} training samples are fewer than one batch of {config.batch_size}")
+        count = len(run.examples)
+        fix = (f"set batch_size (e.g. batch_size={1 << (count.bit_length() - 1)}) and batch_per_gpu to fit, or add "
+               "data" if count else "add data (the source reports above say what was left out)")
+        raise ValueError(f"{count} training samples are fewer than one global batch of {config.batch_size}: {fix}")
     shares = [batch[rank * run.per_process : (rank + 1) * run.per_process] for batch in batches]
     mine = [
         [(state.epoch, i) for i in share[k * run.micro : (k + 1) * run.micro]]
@@ -447,6 +554,8 @@ def validate(run: Run, epoch: int) -> Optional[pd.DataFrame]:
 def export(run: Run) -> Path:
     """The trained HQ-SAM in the release's checkpoint format: sam_hq_<model_type>.pth in the output folder."""
     exported = save_state_dict(run.model.state_dict(), run.output / f"sam_hq_{run.config.model_type}.pth")
+    provenance.write_provenance(exported, provenance.read_provenance(run.output))
+    print(f"HQ-SAM checkpoint: {exported} (SHA-256 {provenance.file_sha256(exported)[:16]})")
     if run.cache is not None:
         print(f"embedding cache: {run.cache.hits} hits, {run.cache.misses} encoder passes")
     return exported
