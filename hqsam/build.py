@@ -158,6 +158,7 @@ def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) 
         model.load_state_dict(state_dict, strict=not fresh)
     for name, parameter in model.named_parameters():
         parameter.requires_grad = is_hq_parameter(name)
+    model.checkpoint_path = Path(checkpoint) if checkpoint is not None else None  # what hqsam.provenance records
     return model
 
 

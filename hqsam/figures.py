@@ -18,6 +18,7 @@ from matplotlib.patches import Rectangle
 
 from .io import atomic_write
 from .metrics import boundary_band, boundary_dilation, boundary_iou, mask_iou
+from .provenance import write_provenance
 from .report import DATASET_ALIASES
 
 PathLike = Union[str, Path]
@@ -34,8 +35,9 @@ BIOU_LABEL = "boundary mIoU (%)"
 IOU_LABEL = "mask mIoU (%)"
 
 
-def save_figure(fig: Figure, directory: PathLike, stem: str) -> Tuple[Path, Path]:
-    """Write `fig` as `directory/stem.png` (150 dpi) and `directory/stem.pdf`, each atomically.
+def save_figure(fig: Figure, directory: PathLike, stem: str, made: Optional[dict] = None) -> Tuple[Path, Path]:
+    """Write `fig` as `directory/stem.png` (150 dpi) and `directory/stem.pdf`, each atomically, each with the
+    provenance `made` beside it when given (`hqsam.provenance`).
 
     Returns:
       (Path, Path): the PNG and PDF paths.
@@ -48,6 +50,8 @@ def save_figure(fig: Figure, directory: PathLike, stem: str) -> Tuple[Path, Path
     for path in paths:
         with atomic_write(path, "wb") as file:
             fig.savefig(file, format=path.suffix[1:], dpi=PNG_DPI, bbox_inches="tight")
+        if made is not None:
+            write_provenance(path, made)
     return paths
 
 
@@ -156,7 +160,9 @@ def _boundary_errors(gt: np.ndarray, masks) -> np.ndarray:
     return errors * near if (errors * near).any() else errors
 
 
-def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None) -> Figure:
+def box_noise_curve(
+    summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None, intervals: Optional[pd.DataFrame] = None
+) -> Figure:
     """Boundary mIoU (left) and mask mIoU (right) against the box noise scale, one line per model.
 
     Arguments:
@@ -164,14 +170,19 @@ def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None)
         columns "average mBIoU" and "average mIoU" (%).
       paper (pd.DataFrame or None): the paper's Table 13 (columns model, noise_scale, hq4_miou, hq4_mbiou),
         drawn dashed with hollow markers.
+      intervals (pd.DataFrame or None): `hqsam.report.paired_bootstrap(rows, "noise_scale")` of the same rows:
+        our line of each model it compares gets a vertical bar per scale, the interval of its "average".
 
     Returns:
-      Figure with 2 axes. Our lines come first on each axis, in the summary's model order, then the paper's.
+      Figure with 2 axes. Our lines come first on each axis, in the summary's model order, then the paper's;
+      with `intervals`, each such model's bars are one LineCollection (`ax.collections`) in its colour.
     """
     _check_index(summary, ["model", "noise_scale"], 'summarize(rows, "noise_scale")')
     _check_columns(summary, ["average mBIoU", "average mIoU"], "summary")
     if paper is not None:
         _check_columns(paper, ["model", "noise_scale", "hq4_miou", "hq4_mbiou"], "the paper's Table 13")
+    if intervals is not None:
+        _check_index(intervals, ["noise_scale", "dataset", "metric"], 'paired_bootstrap(rows, "noise_scale")')
     fig = Figure(figsize=(10, 4), layout="constrained")
     panels = fig.subplots(1, 2)
     for ax, column, paper_column, label in (
@@ -183,6 +194,10 @@ def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None)
             series = summary.xs(model, level="model")[column].sort_index()
             ax.plot(series.index.to_numpy(float), series.to_numpy(float), marker="o", color=_colour(model, models),
                     label=f"{model} (ours)")
+            if intervals is not None and model in intervals.attrs["models"]:
+                bounds = intervals.xs(("average", column.split()[-1]), level=["dataset", "metric"]).sort_index()
+                ax.vlines(bounds.index.to_numpy(float), bounds[f"{model} low"], bounds[f"{model} high"],
+                          colors=_colour(model, models), linewidth=1.5, alpha=0.6)
         if paper is not None:
             paper_models = list(dict.fromkeys(paper["model"]))
             for model in paper_models:
@@ -197,7 +212,8 @@ def box_noise_curve(summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None)
 
 
 def points_curve(
-    summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None, datasets: Optional[Sequence[str]] = None
+    summary: pd.DataFrame, paper: Optional[pd.DataFrame] = None, datasets: Optional[Sequence[str]] = None,
+    intervals: Optional[pd.DataFrame] = None,
 ) -> Figure:
     """Boundary mIoU against the number of positive points, one panel per dataset, per model: positives only
     solid with circles, with negatives dash-dotted with squares; the paper's Figure 5 dashed with hollow markers.
@@ -210,12 +226,18 @@ def points_curve(
         without a counterpart in it). A named dataset must be in the summary or the paper. The paper's lines go
         on the panel of our dataset with the same counterpart (`hqsam.report.DATASET_ALIASES`: Toy-COIFT with
         COIFT, Toy-DIS or DIS5K-VD with DIS-VD).
+      intervals (pd.DataFrame or None): `hqsam.report.paired_bootstrap(rows, ["pos_points", "neg_points"])` of the
+        same rows: each of our lines of a model it compares gets a vertical bar per point count, its mBIoU interval.
 
     Returns:
       Figure with one axis per dataset and one legend for all below them. On each axis, per model in order: ours without negatives, ours with
-      negatives (if any rows), then the paper's lines in the same order.
+      negatives (if any rows), then the paper's lines in the same order; with `intervals`, the bars of each of our
+      lines are one LineCollection (`ax.collections`) in its colour and line style.
     """
     _check_index(summary, ["model", "pos_points", "neg_points"], 'summarize(rows, ["pos_points", "neg_points"])')
+    if intervals is not None:
+        _check_index(intervals, ["pos_points", "neg_points", "dataset", "metric"],
+                     'paired_bootstrap(rows, ["pos_points", "neg_points"])')
     if paper is not None:
         _check_columns(paper, ["dataset", "model", "pos_points", "neg_points", "mbiou"], "the paper's Figure 5")
     ours = [c[: -len(" mBIoU")] for c in summary.columns if c.endswith(" mBIoU") and c != "average mBIoU"]
@@ -235,6 +257,14 @@ def points_curve(
         if dataset in ours:
             frame = summary[f"{dataset} mBIoU"].reset_index()
             _plot_points(ax, frame, f"{dataset} mBIoU", models, "ours", {})
+        if dataset in ours and intervals is not None:
+            bounds = intervals.xs((dataset, "mBIoU"), level=["dataset", "metric"]).reset_index()
+            for model in (m for m in models if m in intervals.attrs["models"]):
+                for negatives, style in ((False, "-"), (True, "-.")):
+                    bars = bounds[(bounds["neg_points"] > 0) == negatives]
+                    if not bars.empty:
+                        ax.vlines(bars["pos_points"].to_numpy(float), bars[f"{model} low"], bars[f"{model} high"],
+                                  colors=_colour(model, models), linestyles=style, linewidth=1.5, alpha=0.6)
         theirs_here = counterpart.get(dataset)
         if theirs_here is not None:
             frame = paper[paper["dataset"] == theirs_here]

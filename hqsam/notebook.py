@@ -6,6 +6,7 @@ inputs (04), the masks the qualitative figures compare (03, 05) and Table 10's r
 Quick mode (CI: `HQSAM_QUICK=1`, or a notebook's `quick` parameter) changes sizes here, and only here.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -16,14 +17,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data import LAYOUTS, read_layout
+from . import provenance
+from .data import LAYOUTS, read_layout, validation_report
 from .data.hqseg44k import download_coco, download_hqseg44k
 from .decoding import MODELS, predict_box_masks
 from .download import download
 from .eval.speed import backbone_sizes
+from .io import atomic_write
 from .modeling import HQSam
 from .profiles import PAPER_BACKBONES, Profile, get_profile, resolve_device
 from .prompts import boxes_from_masks
+from .report import paired_bootstrap
+from .seeding import use_deterministic_algorithms
 from .toy import generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes, train_toy_sam
 from .train import fit, load_config
 
@@ -52,7 +57,36 @@ def setup(profile: str, device: str = "auto", root: PathLike = "..", quick: bool
     nbval, which cannot pass parameters. Quick runs keep their files under ROOT/.quick (`hqsam.profiles`)."""
     quick = bool(quick) or os.environ.get("HQSAM_QUICK") == "1"
     paths = get_profile(profile, Path(root), quick, model_type)
+    use_deterministic_algorithms()
     return Setup(quick, resolve_device(device), paths)
+
+
+def data_report(paths: Profile, sources: Sequence) -> pd.DataFrame:
+    """The data validation report of `sources` (`hqsam.data.validation_report`), saved with its provenance as
+    results/<profile>/data_report.csv."""
+    report = validation_report(sources)
+    made = provenance.describe("data_report", {"sources": provenance.data_identity(sources)}, {}, "hqsam.data.sources")
+    provenance.save_csv(report, paths.results / "data_report.csv", made, index=False)
+    return report
+
+
+def claim_results(paths: Profile, made: dict) -> Path:
+    """Make the profile's results folder hold only results that can be read with those of `made` (the same
+    weights, data, precision, device and image limit): notebook 04 owns it, so anything else there is removed,
+    each file named (`hqsam.provenance.claim_folder`)."""
+    return provenance.claim_folder(paths.results, made, own=(), force=True)
+
+
+def save_speed(paths: Profile, speed: Dict[str, Dict[str, float]], model: HQSam, repeats: int, warmup: int) -> Path:
+    """`hqsam.eval.measure_speed`'s result as results/<profile>/speed.json, with its provenance (the weights and
+    the device; the repetitions)."""
+    made = provenance.describe("speed", {"model": provenance.model_identity(model), "device": model.device.type},
+                               {"repeats": repeats, "warmup": warmup}, "hqsam.eval.speed")
+    path = paths.results / "speed.json"
+    with atomic_write(path, "w") as file:
+        json.dump(speed, file, indent=2)
+    provenance.write_provenance(path, made)
+    return path
 
 
 def prepare_data(
@@ -112,20 +146,21 @@ def train_hqsam(
     paths: Profile, device: str, quick: bool = False, ngpus: int = 1, epochs: Optional[int] = None,
     precision: Optional[str] = None, overrides: Sequence[str] = (),
 ) -> None:
-    """Train HQ-SAM with the profile's recipe (hqsam/configs/<profile>.yaml) and `training_overrides`, resuming
-    from the last checkpoint: the paper profile on `ngpus` > 1 GPUs as `hqsam train` under torchrun, its output
-    streamed here; otherwise in this process. RuntimeError if torchrun fails."""
+    """Train HQ-SAM with the profile's recipe (hqsam/configs/<profile>.yaml) and `training_overrides` into the
+    profile's training folder, which this notebook owns: a saved run of the same provenance is resumed, one of
+    other settings replaced (and named). The paper profile on `ngpus` > 1 GPUs runs as `hqsam train` under
+    torchrun, its output streamed here; otherwise in this process. RuntimeError if torchrun fails."""
     overrides = training_overrides(paths, device, quick, epochs, precision, overrides)
     if paths.name == "paper" and ngpus > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ngpus}",
-                   "-m", "hqsam", "train", "--config", paths.name, "--resume", *overrides]
+                   "-m", "hqsam", "train", "--config", paths.name, "--resume", "--force", *overrides]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
             for line in run.stdout:
                 print(line, end="")
         if run.returncode:
             raise RuntimeError(f"torchrun exited with {run.returncode}")
         return
-    result = fit(load_config(paths.name, overrides), resume=True)
+    result = fit(load_config(paths.name, overrides), resume=True, force=True)
     print(f"{result.steps} steps in {result.seconds:.0f} s; checkpoint {result.checkpoint}")
 
 
@@ -182,6 +217,42 @@ def gt_box_masks(model: HQSam, samples: Sequence) -> Tuple[List[Dict[str, np.nda
     predicted = predict_box_masks(model, [sample.image for sample in samples], [box[None] for box in boxes],
                                   hq_token_only=True)
     return [{name: masks[0] for name, masks in per_image.items()} for per_image in predicted], boxes
+
+
+RESULTS = {"hq_rows": "hq_rows.csv", "hq_summary": "hq_summary.csv", "noise_rows": "box_noise_rows.csv",
+           "noise_summary": "box_noise_summary.csv", "points_rows": "points_rows.csv",
+           "points_summary": "points_summary.csv", "coco": "coco/metrics.csv", "speed": "speed.json"}  # notebook 04's
+
+
+class Results(NamedTuple):
+    """Notebook 04's results, as notebook 05 reads them."""
+
+    hq_summary: pd.DataFrame  # indexed by model
+    noise_summary: pd.DataFrame  # by (model, noise_scale)
+    points_summary: pd.DataFrame  # by (model, pos_points, neg_points)
+    coco: pd.DataFrame  # by model: AP, ..., AP_B
+    speed: Dict[str, Dict[str, float]]  # hqsam.eval.measure_speed's
+    intervals: Dict[str, pd.DataFrame]  # "hq", "box_noise", "points": hqsam.report.paired_bootstrap of the rows
+    made: dict  # the provenance they share (hqsam.provenance.combined)
+
+
+def read_results(paths: Profile) -> Results:
+    """Read notebook 04's results from results/<profile>/, checked to come from one model, one dataset, one
+    precision, device and image limit (a ValueError names two files that do not, and says to rerun notebook 04),
+    with the bootstrap intervals and win counts of their per-image rows, which are saved beside them as
+    <name>_bootstrap.csv with the same provenance."""
+    files = {name: paths.results / file for name, file in RESULTS.items()}
+    made = provenance.combined("tables", list(files.values()))
+    rows = {name: pd.read_csv(files[f"{name}_rows"]) for name in ("hq", "noise", "points")}
+    intervals = {"hq": paired_bootstrap(rows["hq"]), "box_noise": paired_bootstrap(rows["noise"], "noise_scale"),
+                 "points": paired_bootstrap(rows["points"], ["pos_points", "neg_points"])}
+    for name, table in intervals.items():
+        provenance.save_csv(table, paths.results / f"{name}_bootstrap.csv", made)
+    return Results(
+        pd.read_csv(files["hq_summary"], index_col=0), pd.read_csv(files["noise_summary"], index_col=[0, 1]),
+        pd.read_csv(files["points_summary"], index_col=[0, 1, 2]), pd.read_csv(files["coco"], index_col=0),
+        json.loads(files["speed"].read_text()), intervals, made,
+    )
 
 
 def backbone_rows(model_type: str, hq_summary: pd.DataFrame, coco: pd.DataFrame,

@@ -45,6 +45,11 @@ class Profile:
     coco_detections: Path  # a detector's boxes in COCO's results format
 
     @property
+    def runs(self) -> Path:
+        """The profile's runs folder (runs/<profile>): training runs, executed notebooks, evaluations of their own."""
+        return self.train_dir.parent
+
+    @property
     def checkpoint_names(self) -> tuple:
         """Registry names (hqsam.download.REGISTRY) of the checkpoints to download; none for the toy."""
         return () if self.name == "toy" else (f"sam_{self.model_type}", f"sam_hq_{self.model_type}")

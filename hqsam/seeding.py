@@ -7,6 +7,7 @@ a string enters as the integer of the first 8 bytes of its UTF-8 SHA-256 (Python
 """
 
 import hashlib
+import os
 from typing import List, Union
 
 import numpy as np
@@ -43,3 +44,11 @@ def keyed_generator(*key: Key) -> torch.Generator:
 def keyed_rng(*key: Key) -> np.random.Generator:
     """A NumPy generator (PCG64) seeded from the key's SeedSequence: the same key, the same draws."""
     return np.random.default_rng(np.random.SeedSequence(key_entropy(*key)))
+
+
+def use_deterministic_algorithms() -> None:
+    """Same machine, same seed, same numbers: torch's deterministic kernels wherever it has them (a warning names
+    an op that has none), cuDNN without autotuning, and cuBLAS with the fixed workspace its determinism needs."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False

@@ -382,7 +382,7 @@ def test_evaluate_coco_writes_outputs_and_cli(toy_coco, toy_model, toy_checkpoin
               str(toy_coco / "instances.json"), "--max-images", "2", "--no-progress", "--device", "cpu"]
     assert hqsam_main(common + ["--oracle", "--output", str(tmp_path / "cli")]) == 0
     assert json.loads((tmp_path / "cli" / "skipped.json").read_text())["image_ids"] == [1, 2]
-    assert hqsam_main(common + ["--detections", str(tmp_path / "nothing.json")]) == 1
+    assert hqsam_main(common + ["--detections", str(tmp_path / "nothing.json")]) == 2
 
 
 def test_an_interrupted_prediction_resumes_from_its_journal(toy_coco, toy_model, monkeypatch, tmp_path):

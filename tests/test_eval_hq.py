@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import hqsam
+from hqsam import provenance
 from conftest import randomize_
 from hqsam.cli import main
 from hqsam.data import TOY_LAYOUT, read_layout
@@ -58,26 +59,35 @@ def test_rows_follow_the_protocol(world, model):
     assert summary.loc["SAM", "average mBIoU"] == pytest.approx(per_dataset.mean())
 
 
-def test_interrupted_evaluation_resumes_without_redoing_images(world, model, tmp_path):
-    sources = read_layout(world, TOY_LAYOUT, split="val")
+def test_interrupted_evaluation_resumes_without_redoing_images(world, model, tmp_path, monkeypatch):
+    sources = read_layout(world, TOY_LAYOUT, split="val")  # 4 sets of 3 images: one chunk each
     rows_file = tmp_path / "rows.csv"
-    full = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
-    saved = pd.read_csv(rows_file)
-    pd.testing.assert_frame_equal(saved, full, check_dtype=False)
-    cut = saved.iloc[: 2 * 4 + 1]  # rows come per image, SAM then HQ-SAM: 4 whole images and half of a 5th
-    cut.to_csv(rows_file, index=False)
-    calls = []
-    original = hqsam.eval.hq_benchmark._score_chunk
-    hqsam.eval.hq_benchmark._score_chunk = lambda m, d, c, *more: calls.append(len(c)) or original(m, d, c, *more)
-    try:
-        resumed = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
-    finally:
-        hqsam.eval.hq_benchmark._score_chunk = original
-    assert sum(calls) == 12 - 4  # the 3 images of the first set and 1 of the second were not scored again
+    full = evaluate_hq_datasets(model, sources, progress=False)
+    original, calls = hqsam.eval.hq_benchmark._score_chunk, []
+
+    def interrupted(m, d, c, *more):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the third chunk never finishes
+        calls.append(len(c))
+        return original(m, d, c, *more)
+
+    monkeypatch.setattr(hqsam.eval.hq_benchmark, "_score_chunk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
+    assert pd.read_csv(rows_file)["dataset"].nunique() == 2 and provenance.read_provenance(rows_file)["done"] == {
+        sources[0].name: 3, sources[1].name: 3}
+    calls.clear()
+    monkeypatch.setattr(hqsam.eval.hq_benchmark, "_score_chunk", lambda m, d, c, *more: calls.append(len(c)) or original(m, d, c, *more))
+    resumed = evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
+    assert sum(calls) == 12 - 6  # the two finished sets were not scored again
     key = ["dataset", "image", "model"]
     pd.testing.assert_frame_equal(
         resumed.sort_values(key).reset_index(drop=True), full.sort_values(key).reset_index(drop=True), check_dtype=False
     )
+    pd.read_csv(rows_file).iloc[:5].to_csv(rows_file, index=False)  # rows lost behind the record's back
+    calls.clear()
+    evaluate_hq_datasets(model, sources, progress=False, rows_file=rows_file)
+    assert sum(calls) == 12  # not trusted: scored again
 
 
 def test_shards_score_every_image_once_in_its_single_process_chunk():
@@ -145,7 +155,7 @@ def test_cli_reports_bad_input_in_one_line(world, tmp_path, capsys, protocol):
         arguments += ["--images", str(tmp_path), "--annotations", str(tmp_path / "instances.json"), "--oracle"]
     else:
         arguments += ["--data-root", str(world), "--layout", "toy", "--output", str(tmp_path / "out")]
-    assert main(arguments) == 1
+    assert main(arguments) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: checkpoint {missing} does not exist") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

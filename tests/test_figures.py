@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from hqsam import HQSam, build_hqsam
@@ -21,8 +23,10 @@ from hqsam.figures import (
     training_curves,
     zoom_window,
 )
+from hqsam.eval import summarize
 from hqsam.metrics import boundary_iou, mask_iou
 from hqsam.prompts import boxes_from_masks
+from hqsam.report import paired_bootstrap
 
 
 def _sample(index: int, size: int = 40) -> Sample:
@@ -167,6 +171,60 @@ def test_box_noise_curve_plots_the_summary_and_the_paper():
     assert len(box_noise_curve(summary).axes[0].lines) == 2
     with pytest.raises(ValueError, match="indexed by"):
         box_noise_curve(summary.reset_index())
+
+
+def _study_rows(by, settings, models=("SAM", "HQ-SAM")) -> pd.DataFrame:
+    # Per-image rows of two datasets, 5 images each, 2 trials, at every setting (a tuple of the `by` values).
+    rng = np.random.default_rng(2)
+    return pd.DataFrame([
+        {"dataset": dataset, "image": f"{dataset}/{i}", "model": model, **dict(zip(by, setting)), "trial": trial,
+         "iou": rng.random(), "biou": rng.random()}
+        for dataset in ("COIFT", "DIS5K-VD") for i in range(5) for setting in settings for model in models
+        for trial in range(2)
+    ])
+
+
+def _bars(collection) -> list:
+    # A LineCollection of vertical bars as (x, low, high), by x.
+    return sorted((segment[0, 0], segment[0, 1], segment[1, 1]) for segment in collection.get_segments())
+
+
+def test_box_noise_curve_draws_each_models_interval_as_bars():
+    rows = _study_rows(["noise_scale"], [(0.0,), (0.2,), (0.4,)])
+    summary = summarize(rows, "noise_scale")
+    intervals = paired_bootstrap(rows, "noise_scale", resamples=200)
+    plain, fig = box_noise_curve(summary), box_noise_curve(summary, intervals=intervals)
+    for ax, bare, metric in zip(fig.axes, plain.axes, ("mBIoU", "mIoU")):
+        assert [line.get_label() for line in ax.lines] == [line.get_label() for line in bare.lines]
+        assert not bare.collections and len(ax.collections) == 2 and not ax.containers
+        for collection, line, model in zip(ax.collections, ax.lines, ("SAM", "HQ-SAM")):
+            assert isinstance(collection, LineCollection)
+            np.testing.assert_allclose(collection.get_colors()[0][:3], to_rgb(MODEL_COLOURS[model]))
+            average = intervals.xs(("average", metric), level=["dataset", "metric"])
+            expected = [(scale, average.loc[scale, f"{model} low"], average.loc[scale, f"{model} high"])
+                        for scale in (0.0, 0.2, 0.4)]
+            np.testing.assert_allclose(_bars(collection), expected)
+            assert all(low <= y <= high for (_, low, high), y in zip(expected, line.get_ydata()))
+    with pytest.raises(ValueError, match="indexed by"):
+        box_noise_curve(summary, intervals=paired_bootstrap(rows, resamples=10))
+
+
+def test_points_curve_draws_our_intervals_as_bars():
+    settings = [(1, 0), (3, 0), (5, 5)]
+    rows = _study_rows(["pos_points", "neg_points"], settings)
+    summary = summarize(rows, ["pos_points", "neg_points"])
+    intervals = paired_bootstrap(rows, ["pos_points", "neg_points"], resamples=200)
+    plain, fig = points_curve(summary, _paper_fig5()), points_curve(summary, _paper_fig5(), intervals=intervals)
+    assert [ax.get_title() for ax in fig.axes] == ["COIFT", "DIS5K-VD (paper: DIS-VD)"]
+    for ax, bare, dataset in zip(fig.axes, plain.axes, ("COIFT", "DIS5K-VD")):
+        assert [line.get_label() for line in ax.lines] == [line.get_label() for line in bare.lines]
+        assert not bare.collections and len(ax.collections) == 4  # per model: positives only, with negatives
+        ours = intervals.xs((dataset, "mBIoU"), level=["dataset", "metric"])
+        for collection, (model, settings_here) in zip(
+            ax.collections, [(m, s) for m in ("SAM", "HQ-SAM") for s in (settings[:2], settings[2:])]
+        ):
+            expected = [(p, ours.loc[(p, n), f"{model} low"], ours.loc[(p, n), f"{model} high"]) for p, n in settings_here]
+            np.testing.assert_allclose(_bars(collection), expected)
 
 
 def test_points_curve_panels_lines_and_paper():

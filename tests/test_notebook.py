@@ -1,5 +1,5 @@
 """Notebook plumbing: the setup that stops a notebook at once on a bad parameter, the stages' library calls, where
-profiles keep their files, make reproduce."""
+profiles keep their files (make reproduce: test_reproduce.py)."""
 
 import ast
 import dataclasses
@@ -14,7 +14,7 @@ import papermill
 import pytest
 import torch
 
-from hqsam import HQSamPredictor, build_hqsam, reproduce
+from hqsam import HQSamPredictor, build_hqsam
 from hqsam.data.sources import Sample
 from hqsam.notebook import (QUICK_TRAINING, coco_inputs, evaluation_settings, gt_box_masks, setup, train_hqsam,
                             training_overrides)
@@ -77,12 +77,13 @@ def test_training_and_coco_inputs_follow_the_profile(monkeypatch, capsys):
         train_hqsam(paper, "cuda", ngpus=2)
     assert capsys.readouterr().out == "rank 0: epoch 1\n"  # streamed
     assert launched[0][1:8] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hqsam", "train"]
-    assert launched[0][8:11] == ["--config", "paper", "--resume"] and launched[0][11:] == training_overrides(paper, "cuda")
+    assert launched[0][8:12] == ["--config", "paper", "--resume", "--force"]  # the notebook owns the profile's run
+    assert launched[0][12:] == training_overrides(paper, "cuda")
     fitted = []
-    monkeypatch.setattr("hqsam.notebook.fit", lambda config, resume: fitted.append((config, resume)) or
+    monkeypatch.setattr("hqsam.notebook.fit", lambda config, resume, force: fitted.append((config, resume, force)) or
                         SimpleNamespace(steps=7, seconds=2.0, checkpoint="sam_hq_toy.pth"))
     train_hqsam(get_profile("toy", Path("r")), "cpu", ngpus=2)  # the toy trains in this process, whatever ngpus
-    assert len(launched) == 1 and fitted[0][1] and str(fitted[0][0].output_dir) == "r/runs/toy/train"
+    assert len(launched) == 1 and fitted[0][1:] == (True, True) and str(fitted[0][0].output_dir) == "r/runs/toy/train"
     assert capsys.readouterr().out == "7 steps in 2 s; checkpoint sam_hq_toy.pth\n"
 
     toy = get_profile("toy", Path("r"))
@@ -171,43 +172,3 @@ def test_an_invalid_papermill_parameter_stops_the_notebook_at_its_first_cell(tmp
     assert failure.value.exec_count <= 3  # parameters, injected parameters, the check
     assert not (tmp_path / "data").exists()
 
-
-def _notebook_with_parameters(path: Path, source: str) -> None:
-    cell = {"cell_type": "code", "id": "parameters", "metadata": {"tags": ["parameters"]}, "source": source, "outputs": [],
-            "execution_count": None}
-    path.write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
-                                "nbformat": 4, "nbformat_minor": 5}))
-
-
-def test_reproduce_skips_finished_stages_and_fills_the_readme(tmp_path, monkeypatch, capsys):
-    notebooks = tmp_path / "notebooks"
-    notebooks.mkdir()
-    _notebook_with_parameters(notebooks / "01_a.ipynb", 'profile = "toy"\nroot = "."\nmirror = None\n')
-    _notebook_with_parameters(notebooks / "02_b.ipynb", 'profile = "toy"\nngpus = 1\nmax_images = None\n')
-    (tmp_path / "runs" / "toy" / "notebooks").mkdir(parents=True)
-    (tmp_path / "runs" / "toy" / "notebooks" / "01_a.ipynb").write_text("{}")
-    ran = []
-    monkeypatch.setattr(reproduce, "ROOT", tmp_path)
-    monkeypatch.setattr(reproduce, "NOTEBOOKS", notebooks)
-    monkeypatch.setattr(reproduce.papermill, "execute_notebook",
-                        lambda src, out, parameters, **kw: ran.append((Path(src).name, parameters)) or Path(out).write_text("{}"))
-    reproduce.run("toy", root=tmp_path, extra={"max_images": 2})
-    assert ran == [("02_b.ipynb", {"profile": "toy", "ngpus": 1, "max_images": 2})]  # only the parameters it declares
-    assert "01_a.ipynb: done before" in capsys.readouterr().out
-    reproduce.run("toy", force=True, root=tmp_path, extra={"mirror": "http://127.0.0.1:1"})
-    assert [name for name, _ in ran] == ["02_b.ipynb", "01_a.ipynb", "02_b.ipynb"]
-    assert ran[1][1] == {"profile": "toy", "root": str(tmp_path.resolve()), "mirror": "http://127.0.0.1:1"}
-    with pytest.raises(ValueError, match="no notebook has the parameter"):
-        reproduce.run("toy", root=tmp_path, extra={"max_imgs": 2})
-    assert reproduce.parse_parameters(["a=2", "b=[x=1,y]", "c=null"]) == {"a": 2, "b": ["x=1", "y"], "c": None}
-    with pytest.raises(ValueError, match="NAME=VALUE"):
-        reproduce.parse_parameters(["2a"])
-
-    tables = tmp_path / "results" / "toy" / "tables"
-    tables.mkdir(parents=True)
-    for stem in reproduce.README_TABLES:
-        (tables / f"{stem}.md").write_text(f"| {stem} |\n")
-    (tmp_path / "README.md").write_text(f"intro\n{reproduce.START}\nold\n{reproduce.END}\nrest\n")
-    assert reproduce.update_readme("toy")
-    text = (tmp_path / "README.md").read_text()
-    assert "old" not in text and "| table2_hq_gain |" in text and text.startswith("intro") and text.endswith("rest\n")

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import time
 from hashlib import sha256
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 import hqsam
 from hqsam import report
 from hqsam.data.layout import LAYOUTS
+from hqsam.eval import hq_benchmark
+from hqsam.seeding import keyed_rng
 
 PACKAGED_TABLES = Path(hqsam.__file__).parent / "paper_tables"
 # The transcription the packaged tables are copied from, where this checkout sits beside it (not in a clone).
@@ -214,3 +217,181 @@ def test_write_table_writes_three_files_and_the_csv_reads_back(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), report.flatten(table))
     assert paths["md"].read_text() == report.to_markdown(table)
     assert r"\label{tab:table13}" in paths["tex"].read_text()
+
+
+def random_rows(datasets=(("Toy-DIS", 7), ("Toy-COIFT", 5)), by=None, trials=1, seed=0) -> pd.DataFrame:
+    # Per-image rows of both models (HQ-SAM a little better on average), in a shuffled order.
+    rng = np.random.default_rng(seed)
+    settings = [{}] if by is None else [{by[0]: value} for value in by[1]]
+    rows = [
+        {"dataset": dataset, "image": f"{dataset}/{i:02d}", "model": model, **setting, "trial": trial,
+         "iou": rng.random() * 0.8 + 0.1 * (model == "HQ-SAM"), "biou": rng.random() * 0.7 + 0.05 * (model == "HQ-SAM")}
+        for dataset, count in datasets for i in range(count) for setting in settings for trial in range(trials)
+        for model in ("SAM", "HQ-SAM")
+    ]
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+
+
+def plain_percentile(values, q):
+    # numpy's default ("linear") percentile, by hand.
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q
+    below = math.floor(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (position - below) * (ordered[above] - ordered[below])
+
+
+def test_paired_bootstrap_matches_a_plain_python_loop():
+    rows = random_rows(by=("noise_scale", (0.0, 0.4)), trials=2)
+    resamples, seed = 300, 3
+    table = report.paired_bootstrap(rows, "noise_scale", resamples=resamples, seed=seed)
+    assert list(table.index.names) == ["noise_scale", "dataset", "metric"]
+    assert list(dict.fromkeys(table.index.get_level_values("dataset"))) == ["Toy-DIS", "Toy-COIFT", "average"]
+    assert table.attrs == {"level": 0.95, "resamples": resamples, "seed": seed, "models": ("SAM", "HQ-SAM")}
+    for scale in (0.0, 0.4):
+        per_dataset = {}  # dataset -> metric -> quantity -> (estimate, replicates)
+        for dataset in ("Toy-DIS", "Toy-COIFT"):
+            here = rows[(rows["noise_scale"] == scale) & (rows["dataset"] == dataset)]
+            names = sorted(set(here["image"]))
+            value = {(image, model, metric): 100 * here.loc[(here["image"] == image) & (here["model"] == model),
+                                                            metric].mean()
+                     for image in names for model in ("SAM", "HQ-SAM") for metric in ("iou", "biou")}
+            rng = keyed_rng(seed, "bootstrap", dataset)
+            draws = [rng.integers(0, len(names), size=len(names)) for _ in range(resamples)]
+            per_dataset[dataset] = {}
+            for metric, label in (("iou", "mIoU"), ("biou", "mBIoU")):
+                def mean(picked, model, metric=metric):
+                    return sum(value[(names[i], model, metric)] for i in picked) / len(picked)
+                everyone = range(len(names))
+                sam = (mean(everyone, "SAM"), [mean(d, "SAM") for d in draws])
+                hq = (mean(everyone, "HQ-SAM"), [mean(d, "HQ-SAM") for d in draws])
+                gain = (hq[0] - sam[0], [h - s for h, s in zip(hq[1], sam[1])])
+                per_dataset[dataset][label] = {"SAM": sam, "HQ-SAM": hq, "gain": gain}
+        per_dataset["average"] = {
+            label: {quantity: (sum(per_dataset[d][label][quantity][0] for d in ("Toy-DIS", "Toy-COIFT")) / 2,
+                               [(a + b) / 2 for a, b in zip(per_dataset["Toy-DIS"][label][quantity][1],
+                                                           per_dataset["Toy-COIFT"][label][quantity][1])])
+                    for quantity in ("SAM", "HQ-SAM", "gain")}
+            for label in ("mIoU", "mBIoU")
+        }
+        for dataset, metrics in per_dataset.items():
+            for label, quantities in metrics.items():
+                row = table.loc[(scale, dataset, label)]
+                for quantity, (estimate, replicates) in quantities.items():
+                    assert row[quantity] == pytest.approx(estimate, abs=1e-9)
+                    assert row[f"{quantity} low"] == pytest.approx(plain_percentile(replicates, 0.025), abs=1e-9)
+                    assert row[f"{quantity} high"] == pytest.approx(plain_percentile(replicates, 0.975), abs=1e-9)
+    summary = hq_benchmark.summarize(rows, "noise_scale")
+    expected = summary.loc[("HQ-SAM", 0.4), "average mBIoU"]
+    assert table.loc[(0.4, "average", "mBIoU"), "HQ-SAM"] == pytest.approx(expected)
+    # The same rows, in any order, give the same numbers; another seed other draws.
+    pd.testing.assert_frame_equal(report.paired_bootstrap(rows.iloc[::-1], "noise_scale", resamples=resamples,
+                                                          seed=seed), table)
+    other = report.paired_bootstrap(rows, "noise_scale", resamples=resamples, seed=seed + 1)
+    assert not np.allclose(other["gain low"], table["gain low"])
+
+
+def test_paired_bootstrap_known_cases_wins_and_trials():
+    rows = random_rows(datasets=(("Toy-DIS", 6), ("Toy-Thin", 4)))
+    sam = rows[rows["model"] == "SAM"]
+    same = pd.concat([sam, sam.assign(model="HQ-SAM")])
+    table = report.paired_bootstrap(same, resamples=500)
+    assert (table["gain"] == 0).all() and (table["gain low"] == 0).all() and (table["gain high"] == 0).all()
+    assert (table["wins"] == 0).all() and (table["losses"] == 0).all()
+    assert table.xs("average", level="dataset")["ties"].tolist() == [10, 10]
+    assert table.loc[("Toy-Thin", "mIoU"), "images"] == 4
+    shifted = report.paired_bootstrap(pd.concat([sam, sam.assign(model="HQ-SAM", iou=sam["iou"] + 0.1)]), resamples=500)
+    for dataset in ("Toy-DIS", "Toy-Thin", "average"):
+        row = shifted.loc[(dataset, "mIoU")]
+        assert row["gain"] == pytest.approx(10.0) and row["gain low"] == pytest.approx(10.0)
+        assert row["gain high"] == pytest.approx(10.0) and row["SAM high"] > row["SAM low"]
+    assert shifted.loc[("average", "mIoU"), "wins"] == 10 and shifted.loc[("average", "mBIoU"), "ties"] == 10
+
+    # Trials: an image's value is the mean of its trials, so a win needs the better mean.
+    trials = pd.DataFrame(
+        [("D", "won", "SAM", 0, 0.5), ("D", "won", "SAM", 1, 0.5), ("D", "won", "HQ-SAM", 0, 0.2),
+         ("D", "won", "HQ-SAM", 1, 0.9), ("D", "tied", "SAM", 0, 0.25), ("D", "tied", "SAM", 1, 0.75),
+         ("D", "tied", "HQ-SAM", 0, 0.5), ("D", "tied", "HQ-SAM", 1, 0.5), ("D", "lost", "SAM", 0, 0.6),
+         ("D", "lost", "SAM", 1, 0.6), ("D", "lost", "HQ-SAM", 0, 0.9), ("D", "lost", "HQ-SAM", 1, 0.1)],
+        columns=["dataset", "image", "model", "trial", "iou"]).assign(biou=0.5)
+    counts = report.paired_bootstrap(trials, resamples=50).loc[("D", "mIoU")]
+    assert (counts["wins"], counts["ties"], counts["losses"], counts["images"]) == (1, 1, 1, 3)
+    assert counts["SAM"] == pytest.approx(100 * 1.6 / 3) and counts["HQ-SAM"] == pytest.approx(100 * 1.55 / 3)
+    assert report.gain_columns(report.paired_bootstrap(trials, resamples=50)).loc[("D", "mIoU"), "wins"] == "1/3"
+
+
+def test_paired_bootstrap_names_images_without_both_models():
+    rows = random_rows()
+    alone = rows.drop(rows.index[(rows["image"] == "Toy-DIS/03") & (rows["model"] == "HQ-SAM")])
+    with pytest.raises(ValueError, match=r"Toy-DIS/03.*no HQ-SAM rows"):
+        report.paired_bootstrap(alone)
+    with pytest.raises(ValueError, match="no SAM rows"):
+        report.paired_bootstrap(rows[rows["model"] == "HQ-SAM"])
+    noise = random_rows(by=("noise_scale", (0.0, 0.2)))
+    with pytest.raises(ValueError, match=r"noise_scale.*0\.2.*Toy-COIFT"):
+        report.paired_bootstrap(noise[(noise["noise_scale"] == 0.0) | (noise["dataset"] == "Toy-DIS")], "noise_scale")
+    with pytest.raises(ValueError, match="lack the columns"):
+        report.paired_bootstrap(rows.drop(columns="image"))
+
+
+def test_paired_bootstrap_is_fast():
+    rows = random_rows(datasets=[(f"Toy-{name}", 40) for name in ("DIS", "COIFT", "HRSOD", "Thin")])
+    started = time.perf_counter()
+    report.paired_bootstrap(rows, resamples=2000)
+    assert time.perf_counter() - started < 1.0
+
+
+def test_gain_tables_carry_intervals_and_wins_when_given():
+    datasets = (("Toy-DIS", 7), ("Toy-COIFT", 5), ("Toy-HRSOD", 4), ("Toy-Thin", 6))
+    rows = random_rows(datasets)
+    intervals = report.paired_bootstrap(rows, resamples=400)
+    plain = report.model_gains(report.compare_hq_datasets(hq_benchmark.summarize(rows)))
+    gains = report.model_gains(report.compare_hq_datasets(hq_benchmark.summarize(rows)), intervals=intervals)
+    assert list(gains.columns) == [("SAM", "ours"), ("HQ-SAM", "ours"), ("gain", "ours"), ("gain 95% CI", "ours"),
+                                   ("wins", "ours"), ("SAM", "paper"), ("HQ-SAM", "paper"), ("gain", "paper")]
+    pd.testing.assert_frame_equal(gains[list(plain.columns)], plain, check_like=True)
+    coift = intervals.loc[("Toy-COIFT", "mBIoU")]
+    row = gains.loc["COIFT mBIoU"]
+    assert row[("gain", "ours")] == pytest.approx(coift["gain"])
+    assert row[("gain 95% CI", "ours")] == f"[{coift['gain low']:.1f}, {coift['gain high']:.1f}]"
+    assert row[("wins", "ours")] == f"{int(coift['wins'])}/5"
+    assert gains.loc["average mIoU", ("wins", "ours")].endswith("/22")
+    assert "95% paired bootstrap over images (400 resamples" in gains.attrs["caption"]
+    markdown = report.to_markdown(gains)
+    assert "| quantity | SAM (ours) | HQ-SAM (ours) | gain (ours) | gain 95% CI (ours) | wins (ours) |" in markdown
+    assert f"| {row[('gain 95% CI', 'ours')]} | {row[('wins', 'ours')]} |" in markdown
+    with pytest.raises(ValueError, match="paired_bootstrap"):
+        report.model_gains(report.compare_hq_datasets(hq_benchmark.summarize(rows)),
+                           intervals=intervals.xs("average", level="dataset"))
+    with pytest.raises(ValueError, match="compare"):
+        report.model_gains(report.compare_hq_datasets(hq_benchmark.summarize(rows)), baseline="HQ-SAM", model="SAM",
+                           intervals=intervals)
+
+
+def test_table13_and_figure5_carry_intervals_and_wins_per_setting():
+    noise = random_rows(by=("noise_scale", (0.0, 0.1 + 0.1)))
+    intervals = report.paired_bootstrap(noise, "noise_scale", resamples=300)
+    summary = hq_benchmark.summarize(noise, "noise_scale")
+    plain, table = report.compare_box_noise(summary), report.compare_box_noise(summary, intervals)
+    assert list(table.columns) == [(q, kind) for q in ("hq4 mIoU", "hq4 mBIoU")
+                                   for kind in ("ours", "paper", "diff", "gain", "gain 95% CI", "wins")]
+    pd.testing.assert_frame_equal(table[list(plain.columns)], plain)
+    assert table.loc[("SAM", 0.2), [("hq4 mIoU", "gain"), ("hq4 mIoU", "wins")]].isna().all()
+    average = intervals.loc[(0.1 + 0.1, "average", "mBIoU")]
+    assert table.loc[("HQ-SAM", 0.2), ("hq4 mBIoU", "gain")] == pytest.approx(average["gain"])
+    assert table.loc[("HQ-SAM", 0.2), ("hq4 mBIoU", "wins")] == f"{int(average['wins'])}/12"
+    assert table.loc[("HQ-SAM", 0.2), ("hq4 mBIoU", "gain 95% CI")] == (
+        f"[{average['gain low']:.1f}, {average['gain high']:.1f}]")
+    assert "paired bootstrap" in table.attrs["caption"] and "| HQ-SAM | 0.2 |" in report.to_markdown(table)
+    with pytest.raises(ValueError, match="noise_scale"):
+        report.compare_box_noise(summary, report.paired_bootstrap(noise, resamples=10))
+
+    points = random_rows((("Toy-COIFT", 5), ("Toy-Thin", 3)), by=("pos_points", (1, 3)), trials=2)
+    points["neg_points"] = 0
+    intervals = report.paired_bootstrap(points, ["pos_points", "neg_points"], resamples=300)
+    figure5 = report.compare_points(hq_benchmark.summarize(points, ["pos_points", "neg_points"]), intervals)
+    assert set(figure5.index.get_level_values("dataset")) == {"COIFT"}
+    cell = intervals.loc[(3, 0, "Toy-COIFT", "mBIoU")]
+    assert figure5.loc[("COIFT", "HQ-SAM", 3, 0), ("mBIoU", "wins")] == f"{int(cell['wins'])}/5"
+    assert figure5.loc[("COIFT", "HQ-SAM", 3, 0), ("mBIoU", "gain")] == pytest.approx(cell["gain"])
+    assert math.isnan(figure5.loc[("COIFT", "SAM", 1, 0), ("mBIoU", "gain")])

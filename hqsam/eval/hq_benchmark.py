@@ -11,6 +11,7 @@ world-th chunk of `images_per_pass` images and the rows are gathered in the sing
 batched as one process batches it, so the rows are the same.
 """
 
+import sys
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -21,8 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import provenance
 from ..decoding import MODELS, Encoded, decode, encode
-from ..io import atomic_write
 from ..metrics import boundary_iou, mask_iou
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks
@@ -81,8 +82,11 @@ def evaluate_hq_datasets(
 ) -> pd.DataFrame:
     """Per-image rows (dataset, image, model, iou, biou) for SAM and HQ-SAM on each source (`.name`, Samples).
 
-    With `rows_file`, rows are saved there (atomically) after every chunk of images, and a rerun resumes: the
-    images of each dataset already scored for both models are skipped (sources are read in their fixed order).
+    The rows carry their provenance (`rows.attrs["provenance"]`, `hqsam.provenance.evaluation`: the weights, the
+    data, the precision and these settings). With `rows_file`, rows are saved there (atomically, with their
+    provenance beside them) after every chunk of images, and a rerun with the same provenance resumes: the images
+    of each dataset already scored are skipped (sources are read in their fixed order); rows of another provenance
+    are not reused (the evaluation starts over and says why). See `SavedRows`.
     With `shard=(rank, world)`, world > 1, every process of the default process group calls this with its rank
     and scores its chunks (`shard_chunks`); each returns all the rows, in the single-process order.
     """
@@ -91,26 +95,78 @@ def evaluate_hq_datasets(
         raise ValueError(f"shard must be (rank, world) with 0 <= rank < world, got {shard}")
     if world > 1 and rows_file is not None:
         raise ValueError("rows_file (resumable evaluation) needs a single process: pass shard=(0, 1) or no rows_file")
-    rows = pd.read_csv(rows_file) if rows_file is not None and Path(rows_file).exists() else pd.DataFrame(columns=COLUMNS)
-    todo = []  # per source, the images still to score
-    for source, first in zip(sources, first_images(sources, max_images)):
-        scored = rows[rows["dataset"] == source.name].groupby("image")["model"].nunique()
-        todo.append(range(min(int((scored == len(MODELS)).sum()), first.stop), first.stop))
-        rows = rows[(rows["dataset"] != source.name) | rows["image"].isin(scored.index[scored == len(MODELS)])]
+    saved = SavedRows(rows_file, benchmark_provenance(model, sources, max_images, hq_token_only, images_per_pass,
+                                                      precision), COLUMNS)
     mine: List[Tuple[int, pd.DataFrame]] = []
-    for ordinal, source, _, chunk in chunks_to_score(sources, todo, images_per_pass, shard, progress):
+    for ordinal, source, start, chunk in chunks_to_score(sources, saved.todo(sources, max_images), images_per_pass,
+                                                         shard, progress):
         new = pd.DataFrame(_score_chunk(model, source.name, chunk, hq_token_only, precision), columns=COLUMNS)
         mine.append((ordinal, new))
-        rows = pd.concat([rows, new], ignore_index=True) if len(rows) else new
-        if rows_file is not None:
-            with atomic_write(rows_file, "w") as file:
-                rows.to_csv(file, index=False)
+        saved.add(source.name, start + len(chunk), new)
     if world > 1:
         everyone: List[List[Tuple[int, pd.DataFrame]]] = [[] for _ in range(world)]
         dist.all_gather_object(everyone, mine)
         frames = [frame for _, frame in sorted((pair for part in everyone for pair in part), key=lambda pair: pair[0])]
-        rows = pd.concat(frames, ignore_index=True) if frames else rows
-    return rows.reset_index(drop=True)
+        return saved.result(pd.concat(frames, ignore_index=True) if frames else None)
+    return saved.result()
+
+
+class SavedRows:
+    """An evaluation's rows as they come, with their provenance (`made`); with a `path`, saved there after every
+    chunk (atomically) with, per dataset, how many of its first images are done, so that an interrupted run
+    resumes: a rerun of the same provenance (`hqsam.provenance.resumable`) keeps those rows and scores the rest,
+    and rows of another provenance (or that do not match the record) are never reused. Images that cannot be
+    scored are recorded with `leave_out`."""
+
+    def __init__(self, path: Optional[Union[str, Path]], made: dict, columns: Sequence[str]) -> None:
+        self.path, self.made = (Path(path) if path is not None else None), made
+        self.frame = pd.DataFrame(columns=list(columns))
+        self.done: Dict[str, int] = {}  # per dataset, how many of its first images are scored
+        self.left_out: Dict[str, List[str]] = {}  # per dataset, images scored as impossible (no rows)
+        if self.path is not None and provenance.resumable(self.path, made):
+            saved, frame = provenance.read_provenance(self.path), pd.read_csv(self.path)
+            done, left_out = saved.get("done", {}), saved.get("left_out", {})
+            images = frame.groupby("dataset")["image"].nunique()
+            if {name: int(count) for name, count in images.items()} == {
+                    name: count - len(left_out.get(name, [])) for name, count in done.items()
+                    if count > len(left_out.get(name, []))}:
+                self.frame, self.done, self.left_out = frame, dict(done), {k: list(v) for k, v in left_out.items()}
+            else:
+                print(f"{self.path} does not hold the images its provenance says are done: starting over",
+                      file=sys.stderr)
+
+    def todo(self, sources: Sequence, max_images: Optional[int]) -> List[range]:
+        """Per source, the indices of the images still to score (`first_images` less those done)."""
+        return [range(min(self.done.get(source.name, 0), first.stop), first.stop)
+                for source, first in zip(sources, first_images(sources, max_images))]
+
+    def add(self, dataset: str, done: int, rows: Union[pd.DataFrame, List[dict]]) -> None:
+        """The rows of a chunk of `dataset`, after which its first `done` images are scored."""
+        rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=self.frame.columns)
+        self.frame = pd.concat([self.frame, rows], ignore_index=True) if len(self.frame) else rows
+        self.done[dataset] = done
+        if self.path is not None:
+            provenance.save_csv(self.frame, self.path, self.provenance(), index=False)
+
+    def leave_out(self, dataset: str, image: str) -> None:
+        """Record that `image` of `dataset` cannot be scored (it gets no rows); call before its chunk's `add`."""
+        self.left_out.setdefault(dataset, []).append(image)
+
+    def provenance(self) -> dict:
+        return {**self.made, "done": self.done, "left_out": self.left_out}
+
+    def result(self, rows: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+        """The rows (`rows`, when gathered from many processes, else those kept), their provenance attached."""
+        rows = (self.frame if rows is None else rows).reset_index(drop=True)
+        rows.attrs["provenance"] = self.provenance()
+        return rows
+
+
+def benchmark_provenance(model: HQSam, sources: Sequence, max_images: Optional[int] = None, hq_token_only: bool = True,
+                         images_per_pass: int = 4, precision: str = "fp32") -> dict:
+    """The provenance of `evaluate_hq_datasets` with these arguments (`hqsam.provenance.evaluation`)."""
+    return provenance.evaluation("hq_benchmark", __name__, model, sources, precision, max_images, hq_token_only=hq_token_only,
+                                 images_per_pass=images_per_pass)
 
 
 def shard_chunks(
@@ -187,4 +243,6 @@ def summarize(
     for metric, label in METRIC_LABELS:
         table[f"average {label}"] = table[[f"{dataset} {label}" for dataset in names]].mean(axis=1, skipna=False)
     order = {name: rank for rank, name in enumerate(MODELS)}
-    return table.sort_index(key=lambda level: level.map(order) if level.name == "model" else level)
+    table = table.sort_index(key=lambda level: level.map(order) if level.name == "model" else level)
+    table.attrs = dict(rows.attrs)  # the rows' provenance is the summary's
+    return table

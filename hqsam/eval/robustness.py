@@ -20,21 +20,26 @@ pixels drawn uniformly, as the paper describes Figure 5 ("3, 5, 10 positive rand
 """
 
 import warnings
-from typing import Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 import torch
 
+from .. import provenance
 from ..decoding import MODELS, Encoded, decode
 from ..metrics import as_bool_mask
 from ..modeling import HQSam
 from ..prompts import boxes_from_masks, sample_points
 from ..seeding import keyed_generator
-from .hq_benchmark import chunks_to_score, encode_chunk, first_images, score
+from .hq_benchmark import SavedRows, chunks_to_score, encode_chunk, score
 
 BOX_NOISE_STYLES = ("dn_detr", "corners")
 PAPER_POINT_SETTINGS = ((1, 0), (3, 0), (5, 0), (5, 5), (10, 0), (10, 5))
+BOX_NOISE_COLUMNS = ["dataset", "image", "model", "noise_scale", "iou", "biou"]
+POINTS_COLUMNS = ["dataset", "image", "model", "pos_points", "neg_points", "trial", "iou", "biou"]
+PathLike = Union[str, Path]
 
 
 def noisy_boxes(
@@ -172,22 +177,26 @@ def evaluate_box_noise(
     images_per_pass: int = 4,
     progress: bool = True,
     precision: str = "fp32",
+    rows_file: Optional[PathLike] = None,
 ) -> pd.DataFrame:
     """Per-image rows (dataset, image, model, noise_scale, iou, biou): the HQ benchmark with noisy GT boxes.
 
     The encoder runs once per image for all scales and both models. Image i of dataset d gets the noise of
     `keyed_generator(seed, d, i)` at every scale (see `noisy_boxes`), so scale 0 reproduces
     `evaluate_hq_datasets` with the same `images_per_pass` and `precision` (the encoder's, see
-    `hqsam.decoding.encode_pixels`) exactly.
+    `hqsam.decoding.encode_pixels`) exactly. The rows carry their provenance (`rows.attrs["provenance"]`); with
+    `rows_file` they are saved as they come and a rerun of the same provenance resumes (`SavedRows`).
     """
     for scale in scales:
         noisy_boxes(torch.zeros(1, 4), scale, torch.Generator(), (1, 1), style)  # fail before any work
-    rows: List[dict] = []
+    saved = SavedRows(rows_file, box_noise_provenance(model, sources, scales, seed, max_images, style, hq_token_only,
+                                                      images_per_pass, precision), BOX_NOISE_COLUMNS)
     size = model.image_encoder.img_size
-    for _, source, start, chunk in chunks_to_score(sources, first_images(sources, max_images), images_per_pass,
+    for _, source, start, chunk in chunks_to_score(sources, saved.todo(sources, max_images), images_per_pass,
                                                    progress=progress):
         encoded, masks = encode_chunk(model, chunk, precision)
         clean = boxes_from_masks(masks[:, None])
+        rows: List[dict] = []
         for scale in scales:
             boxes = torch.cat([
                 noisy_boxes(clean[i : i + 1], scale, keyed_generator(seed, source.name, start + i), (size, size), style)
@@ -199,7 +208,16 @@ def evaluate_box_noise(
                 for name in MODELS:
                     rows.append({"dataset": source.name, "image": sample.name, "model": name, "noise_scale": scale,
                                  **score(decoded[name].logits[i], sample.mask)})
-    return pd.DataFrame(rows, columns=["dataset", "image", "model", "noise_scale", "iou", "biou"])
+        saved.add(source.name, start + len(chunk), rows)
+    return saved.result()
+
+
+def box_noise_provenance(model: HQSam, sources: Sequence, scales: Sequence[float] = (0.0, 0.2, 0.4), seed: int = 0,
+                         max_images: Optional[int] = None, style: str = "dn_detr", hq_token_only: bool = True,
+                         images_per_pass: int = 4, precision: str = "fp32") -> dict:
+    """The provenance of `evaluate_box_noise` with these arguments (`hqsam.provenance.evaluation`)."""
+    return provenance.evaluation("box_noise", __name__, model, sources, precision, max_images, scales=[float(s) for s in scales],
+                                 seed=seed, style=style, hq_token_only=hq_token_only, images_per_pass=images_per_pass)
 
 
 @torch.no_grad()
@@ -214,6 +232,7 @@ def evaluate_points(
     images_per_pass: int = 4,
     progress: bool = True,
     precision: str = "fp32",
+    rows_file: Optional[PathLike] = None,
 ) -> pd.DataFrame:
     """Per-image rows (dataset, image, model, pos_points, neg_points, trial, iou, biou) with point prompts.
 
@@ -221,7 +240,9 @@ def evaluate_points(
     `trials` times (trial 0, 1, ...); the 1-positive, 0-negative setting is deterministic and run once (trial 0).
     Trial t of image i of dataset d draws from `keyed_generator(seed, d, i, t)`. The encoder runs once per image
     for all settings, trials and both models, at `precision` (see `hqsam.decoding.encode_pixels`). An image whose
-    resized GT is empty cannot get a positive point: it is left out with a warning that names it.
+    resized GT is empty cannot get a positive point: it is left out with a warning that names it (and in the
+    provenance the rows carry, `rows.attrs["provenance"]["left_out"]`). With `rows_file` the rows are saved as
+    they come and a rerun of the same provenance resumes (`SavedRows`).
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials must be an integer >= 1, got {trials!r}")
@@ -230,15 +251,16 @@ def evaluate_points(
         if len(setting) != 2:
             raise ValueError(f"each setting must be (positive points, negative points), got {setting!r}")
         point_prompts(probe, *setting, torch.Generator())  # fail before any work
-    rows: List[dict] = []
-    skipped: List[str] = []
-    for _, source, start, chunk in chunks_to_score(sources, first_images(sources, max_images), images_per_pass,
+    saved = SavedRows(rows_file, points_provenance(model, sources, settings, trials, seed, max_images, hq_token_only,
+                                                   images_per_pass, precision), POINTS_COLUMNS)
+    for _, source, start, chunk in chunks_to_score(sources, saved.todo(sources, max_images), images_per_pass,
                                                    progress=progress):
         encoded, masks = encode_chunk(model, chunk, precision)
+        rows: List[dict] = []
         for i, (sample, mask) in enumerate(zip(chunk, masks)):
             foreground = (mask > 0.5).numpy()
             if not foreground.any():
-                skipped.append(sample.name)
+                saved.leave_out(source.name, sample.name)
                 continue
             for num_positive, num_negative in settings:
                 deterministic = num_positive == 1 and num_negative == 0
@@ -251,6 +273,8 @@ def evaluate_points(
                         rows.append({"dataset": source.name, "image": sample.name, "model": name,
                                      "pos_points": num_positive, "neg_points": num_negative, "trial": trial,
                                      **score(logits[name], sample.mask)})
+        saved.add(source.name, start + len(chunk), rows)
+    skipped = [image for images in saved.left_out.values() for image in images]
     if skipped:
         warnings.warn(
             f"{len(skipped)} image(s) left out of the point-prompt evaluation because their GT is empty after "
@@ -258,8 +282,16 @@ def evaluate_points(
             + (" ..." if len(skipped) > 10 else ""),
             stacklevel=2,
         )
-    columns = ["dataset", "image", "model", "pos_points", "neg_points", "trial", "iou", "biou"]
-    return pd.DataFrame(rows, columns=columns)
+    return saved.result()
+
+
+def points_provenance(model: HQSam, sources: Sequence, settings: Sequence[Tuple[int, int]] = PAPER_POINT_SETTINGS,
+                      trials: int = 3, seed: int = 0, max_images: Optional[int] = None, hq_token_only: bool = True,
+                      images_per_pass: int = 4, precision: str = "fp32") -> dict:
+    """The provenance of `evaluate_points` with these arguments (`hqsam.provenance.evaluation`)."""
+    return provenance.evaluation("points", __name__, model, sources, precision, max_images,
+                                 settings=[list(setting) for setting in settings], trials=trials, seed=seed,
+                                 hq_token_only=hq_token_only, images_per_pass=images_per_pass)
 
 
 def _column_distance(mask: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """HQ-SAM: Meta's Sam with the HQ mask decoder and capture of the early ViT feature."""
 
-from typing import Any, Dict, List, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder, Sam
@@ -18,6 +19,7 @@ def first_global_attention_block(image_encoder: ImageEncoderViT) -> int:
 
 class HQSam(Sam):
     mask_decoder: MaskDecoderHQ
+    checkpoint_path: Optional[Path] = None  # the file the weights were loaded from (hqsam.build_hqsam)
 
     def __init__(
         self,

@@ -8,6 +8,10 @@ compare with it in shape (which model wins, by how much), not in value.
 
 Our dataset names map to the paper's by each layout's `SourceSpec.paper_name` (`paper.DATASET_ALIASES`), e.g.
 Toy-COIFT or COIFT -> COIFT.
+
+Given `intervals` (`uncertainty.paired_bootstrap` of the same rows), Table 2's gains, Table 13 and Figure 5 also
+show our gain's bootstrap interval and the images won: kinds "gain", "gain 95% CI" ("[low, high]") and "wins"
+("won/images"), on the rows of the compared model (HQ-SAM), NaN on the baseline's.
 """
 
 from typing import Dict, List, Mapping, Optional, Sequence, Union
@@ -16,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .paper import DATASET_ALIASES, FIGURE5_DATASETS, PAPER_DATASETS, paper_table
+from .uncertainty import gain_columns, interval_note
 
 TOY_NOTE = (
     "Profile toy: our numbers come from the toy world and the toy model; the paper's are what it reports. "
@@ -52,15 +57,17 @@ def compare_hq_datasets(summary: pd.DataFrame) -> pd.DataFrame:
     return _compare(ours, paper, list(renamed.values()), notes, toy=_is_toy(datasets))
 
 
-def compare_box_noise(summary: pd.DataFrame) -> pd.DataFrame:
+def compare_box_noise(summary: pd.DataFrame, intervals: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Our noisy-box robustness beside the paper's Table 13.
 
     Arguments:
       summary (pd.DataFrame): `hq_benchmark.summarize(rows, "noise_scale")` output: indexed by (model, noise_scale),
         with "average mIoU" and "average mBIoU" (the mean over our datasets, the paper's "hq4").
+      intervals (pd.DataFrame or None): `paired_bootstrap(rows, "noise_scale")` of the same rows.
 
     Returns:
-      pd.DataFrame indexed by (model, noise_scale), quantities "hq4 mIoU" and "hq4 mBIoU".
+      pd.DataFrame indexed by (model, noise_scale), quantities "hq4 mIoU" and "hq4 mBIoU", each with kinds ours,
+        paper, diff, and with `intervals` gain, gain 95% CI, wins.
     """
     _check_index(summary, ["model", "noise_scale"])
     datasets = _paper_datasets(summary.columns, ("mIoU", "mBIoU"))
@@ -73,19 +80,32 @@ def compare_box_noise(summary: pd.DataFrame) -> pd.DataFrame:
     paper.index = _rounded_index(paper.index, "noise_scale")
     notes = ["Noisy box prompts: our average over the HQ datasets beside the paper's Table 13 (ViT-L)."]
     notes += _coverage_notes(datasets)
-    return _compare(ours, paper, list(ours.columns), notes, toy=_is_toy(datasets))
+    table = _compare(ours, paper, list(ours.columns), notes, toy=_is_toy(datasets))
+    if intervals is None:
+        return table
+    _check_intervals(intervals, ["noise_scale"])
+    average = gain_columns(intervals).xs("average", level="dataset")
+    gains = {}
+    for label, _ in METRICS:
+        cells = average.xs(label, level="metric")
+        keys = [(intervals.attrs["models"][1], scale) for scale in cells.index]
+        cells.index = _rounded_index(pd.MultiIndex.from_tuples(keys, names=["model", "noise_scale"]), "noise_scale")
+        gains[f"hq4 {label}"] = cells
+    return _with_gains(table, gains, intervals)
 
 
-def compare_points(summary: pd.DataFrame) -> pd.DataFrame:
+def compare_points(summary: pd.DataFrame, intervals: Optional[pd.DataFrame] = None) -> pd.DataFrame:
     """Our point-prompt results beside the paper's Figure 5 (mBIoU on COIFT and DIS-VD).
 
     Arguments:
       summary (pd.DataFrame): `hq_benchmark.summarize(rows, ["pos_points", "neg_points"])` output: indexed by
         (model, pos_points, neg_points), with "<dataset> mBIoU" for COIFT and DIS5K-VD or Toy-COIFT and Toy-DIS.
+      intervals (pd.DataFrame or None): `paired_bootstrap(rows, ["pos_points", "neg_points"])` of the same rows.
 
     Returns:
       pd.DataFrame indexed by (dataset, model, pos_points, neg_points) with the paper's dataset names (COIFT,
-        DIS-VD), quantity "mBIoU". Our other datasets are not in Figure 5; the caption names them.
+        DIS-VD), quantity "mBIoU" with kinds ours, paper, diff, and with `intervals` gain, gain 95% CI, wins.
+        Our other datasets are not in Figure 5; the caption names them.
     """
     _check_index(summary, ["model", "pos_points", "neg_points"])
     datasets = _paper_datasets(summary.columns, ("mIoU", "mBIoU"))
@@ -107,7 +127,14 @@ def compare_points(summary: pd.DataFrame) -> pd.DataFrame:
     left_out = [name for name in datasets if name not in shown]
     if left_out:
         notes.append(f"Not in Figure 5, so not shown: {', '.join(left_out)}.")
-    return _compare(ours, paper, ["mBIoU"], notes, toy=_is_toy(datasets))
+    table = _compare(ours, paper, ["mBIoU"], notes, toy=_is_toy(datasets))
+    if intervals is None:
+        return table
+    _check_intervals(intervals, ["pos_points", "neg_points"])
+    cells = gain_columns(intervals).xs("mBIoU", level="metric").reset_index()
+    cells = cells[cells["dataset"].isin(list(shown))]
+    cells = cells.assign(dataset=cells["dataset"].map(shown), model=intervals.attrs["models"][1])
+    return _with_gains(table, {"mBIoU": cells.set_index(list(table.index.names))}, intervals)
 
 
 BACKBONE_QUANTITIES = {
@@ -197,13 +224,19 @@ def compare_compute(speed: Mapping[str, object]) -> pd.DataFrame:
     return _compare(ours, paper, list(COMPUTE_QUANTITIES), notes, toy=model_type == "toy")
 
 
-def model_gains(table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM") -> pd.DataFrame:
+def model_gains(
+    table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM", intervals: Optional[pd.DataFrame] = None
+) -> pd.DataFrame:
     """A model-indexed comparison (`compare_hq_datasets`) on its side, to read the gain at a glance: one row per
     quantity, columns (baseline, model, gain = model - baseline) for ours, then for the paper.
 
+    Arguments:
+      intervals (pd.DataFrame or None): `paired_bootstrap(rows)` of the rows behind the table (our dataset names).
+
     Returns:
       pd.DataFrame indexed by quantity, columns (name, kind) with name in (baseline, model, "gain") and kind in
-        ("ours", "paper"), ours first; the caption is the table's, with a sentence on the gain columns.
+        ("ours", "paper"), ours first; with `intervals`, ("gain 95% CI", "ours") and ("wins", "ours") follow
+        ("gain", "ours"). The caption is the table's, with a sentence on the gain columns.
     """
     if not isinstance(table.columns, pd.MultiIndex) or list(table.columns.names) != ["quantity", "kind"]:
         raise ValueError("model_gains needs a comparison table with (quantity, kind) columns, from compare_*")
@@ -211,17 +244,25 @@ def model_gains(table: pd.DataFrame, baseline: str = "SAM", model: str = "HQ-SAM
     if missing:
         raise ValueError(f"the table has no rows {missing}; its rows are {list(table.index)}")
     quantities = list(dict.fromkeys(table.columns.get_level_values("quantity")))
+    cells, notes = pd.DataFrame(), [f"Gain: {model} minus {baseline}."]
+    if intervals is not None:
+        _check_intervals(intervals, [], (baseline, model))
+        cells = gain_columns(intervals).drop(columns="gain")
+        cells.index = [f"{DATASET_ALIASES.get(dataset, dataset)} {metric}" for dataset, metric in cells.index]
+        cells, notes = cells.reindex(quantities), notes + [interval_note(intervals)]
     columns = {}
     for kind in ("ours", "paper"):
         values = table.xs(kind, axis=1, level="kind")[quantities]
         columns[(baseline, kind)] = values.loc[baseline]
         columns[(model, kind)] = values.loc[model]
         columns[("gain", kind)] = values.loc[model] - values.loc[baseline]
+        if kind == "ours":
+            columns.update({(name, kind): cells[name] for name in cells.columns})
     gains = pd.DataFrame(columns)
     gains.index.name = "quantity"
     gains.columns = pd.MultiIndex.from_tuples(gains.columns, names=["quantity", "kind"])
-    caption = table.attrs.get("caption", "")
-    gains.attrs = {**table.attrs, "caption": f"{caption} Gain: {model} minus {baseline}.".strip()}
+    caption = " ".join([table.attrs.get("caption", ""), *notes]).strip()
+    gains.attrs = {**table.attrs, "caption": caption}
     return gains
 
 
@@ -264,6 +305,31 @@ def _check_index(summary: pd.DataFrame, names: List[str]) -> None:
             f"the summary must be indexed by {names} (hq_benchmark.summarize(rows, by={names[1:]})), "
             f"got {list(summary.index.names)}"
         )
+
+
+def _check_intervals(intervals: pd.DataFrame, by: List[str], models: Optional[Sequence[str]] = None) -> None:
+    if list(intervals.index.names) != [*by, "dataset", "metric"] or "models" not in intervals.attrs:
+        raise ValueError(
+            f"intervals must be paired_bootstrap(rows, by={by}) output, indexed by {[*by, 'dataset', 'metric']}; "
+            f"got index {list(intervals.index.names)}"
+        )
+    if models is not None and tuple(intervals.attrs["models"]) != tuple(models):
+        raise ValueError(f"the intervals compare {intervals.attrs['models']}, the table {tuple(models)}")
+
+
+def _with_gains(table: pd.DataFrame, gains: Mapping[str, pd.DataFrame], intervals: pd.DataFrame) -> pd.DataFrame:
+    # After each quantity's kinds, its `gain_columns` cells (indexed as the table; rows without any get NaN).
+    columns = {}
+    for quantity in dict.fromkeys(table.columns.get_level_values("quantity")):
+        columns.update({(quantity, kind): table[(quantity, kind)] for kind in table[quantity].columns})
+        cells = gains[quantity].reindex(table.index)
+        if cells.isna().all().all():
+            raise ValueError(f"the intervals ({intervals.attrs['models']}) match no row of the table for {quantity}")
+        columns.update({(quantity, kind): cells[kind] for kind in cells.columns})
+    wider = pd.DataFrame(columns, index=table.index)
+    wider.columns = pd.MultiIndex.from_tuples(wider.columns, names=["quantity", "kind"])
+    wider.attrs = {**table.attrs, "caption": f"{table.attrs['caption']} {interval_note(intervals)}"}
+    return wider
 
 
 def _rounded_index(index: pd.MultiIndex, level: str) -> pd.MultiIndex:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import atomic_write
+from ..provenance import write_provenance
 
 
 def flatten(table: pd.DataFrame) -> pd.DataFrame:
@@ -71,10 +72,12 @@ def to_latex(table: pd.DataFrame, caption: Optional[str] = None, label: Optional
 
 
 def write_table(
-    table: pd.DataFrame, directory: Union[str, Path], stem: str, caption: Optional[str] = None, digits: int = 1
+    table: pd.DataFrame, directory: Union[str, Path], stem: str, caption: Optional[str] = None, digits: int = 1,
+    made: Optional[dict] = None,
 ) -> Dict[str, Path]:
     """Write `stem.csv` (`flatten(table)`, full precision), `stem.md` and `stem.tex` (label "tab:<stem>") into
-    `directory`, each atomically; returns {"csv": path, "md": path, "tex": path}."""
+    `directory`, each atomically, each with the provenance `made` beside it when given (`hqsam.provenance`);
+    returns {"csv": path, "md": path, "tex": path}."""
     directory = Path(directory)
     texts = {
         "csv": flatten(table).to_csv(index=False),
@@ -86,6 +89,8 @@ def write_table(
         paths[suffix] = directory / f"{stem}.{suffix}"
         with atomic_write(paths[suffix], "w") as file:
             file.write(text)
+        if made is not None:
+            write_provenance(paths[suffix], made)
     return paths
 
 
