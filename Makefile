@@ -17,17 +17,22 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 venv: $(INSTALLED)
 
-# The notebooks run under nbval in quick mode (HQSAM_QUICK=1: small sizes, files under .quick/), in order.
+# The notebooks run under nbval in quick mode (HQSAM_QUICK=1: small sizes, files under .quick/), in order; they are
+# stored without outputs, so their assert cells are what is checked.
 test: $(INSTALLED)
 	$(PY) -m pytest -q tests
-	HQSAM_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg notebooks
+	HQSAM_QUICK=1 $(PY) -m pytest -q -p no:cacheprovider --nbval-lax notebooks
 
-# The README's main command: every notebook in order with papermill (toy profile by default; stages already
-# run are skipped, FORCE=1 reruns them). On a GPU machine with internet: make reproduce PROFILE=paper NGPUS=8
+# The README's main command: every notebook in order with papermill (toy profile by default), as a build: a
+# stage runs again only when its notebook, the hqsam code it imports, its parameters or an earlier stage changed
+# (digests recorded in runs/<profile>/notebooks/stages.json); FORCE=1 reruns them all. The terminal shows each
+# cell as it runs and the latest progress line. UPDATE_README=1 puts the tables of a toy run that ran notebook 05
+# in README.md, which is otherwise left alone. On a GPU machine with internet: make reproduce PROFILE=paper NGPUS=8
 # MIRROR=URL downloads from a mirror, MODEL_TYPE=vit_b picks the paper profile's backbone, OUT=DIR puts data,
 # checkpoints, runs and results under DIR, ARGS='-p NAME=VALUE ...' passes notebook parameters.
 reproduce: $(INSTALLED)
 	$(PY) -m hqsam.reproduce --profile $(PROFILE) --ngpus $(NGPUS) $(if $(FORCE),--force,) \
+		$(if $(UPDATE_README),--update-readme,) \
 		$(if $(MIRROR),--mirror $(MIRROR),) $(if $(MODEL_TYPE),--model-type $(MODEL_TYPE),) \
 		$(if $(OUT),--root $(OUT),) $(if $(DEVICE),--device $(DEVICE),) $(ARGS)
 
