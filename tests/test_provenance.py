@@ -189,3 +189,21 @@ def test_two_toy_runs_on_one_machine_give_identical_tables(tmp_path):
     assert tables[0] == tables[1]
     made = [json.loads((tmp_path / n / "results/toy/hq_rows.csv.provenance.json").read_text()) for n in "ab"]
     assert provenance.differences(made[0], made[1]) == []  # the same trained weights, data and settings
+
+
+def test_a_training_resume_across_code_changes_is_said_and_the_build_starts_over(toy_profile, capsys, one_thread):
+    from hqsam.train import fit, load_config
+
+    config = lambda: load_config("toy", [*TINY, "epochs=2", "max_steps=1", "output_dir=run"])  # noqa: E731
+    fit(config())
+    record = Path("run/provenance.json")
+    saved = json.loads(record.read_text())
+    saved["code"]["hqsam/train/loop.py"] = "0" * 64
+    record.write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert fit(config(), resume=True).steps == 1  # --resume: continued (max_steps already reached), and said
+    assert "resuming a run that other code made" in capsys.readouterr().out
+    record.write_text(json.dumps(saved))
+    fit(config(), resume=True, force=True)  # the notebooks: the result of this code, so it starts over
+    assert "starting it over" in capsys.readouterr().out
+    assert json.loads(record.read_text())["code"] == provenance.code_files("hqsam.train.loop")

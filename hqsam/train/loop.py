@@ -275,7 +275,8 @@ def fit(config: TrainConfig, resume: bool = False, force: bool = False) -> FitRe
     restore_or_start(run, state, claim_output_dir(run, made, resume, force), made)
     logs = RunLogs(run.output, state) if run.process.main else None
 
-    started, summary, stopped = time.perf_counter(), None, False
+    started, summary = time.perf_counter(), None
+    stopped = config.max_steps is not None and state.global_step >= config.max_steps  # a resumed run may be done
     while state.epoch < config.epochs and not stopped:
         lr = set_epoch_lr(run.optimizer, config, state.epoch)
         steps_in_epoch, loader = epoch_loader(run, state)
@@ -374,8 +375,9 @@ def claim_output_dir(run: Run, made: dict, resume: bool, force: bool) -> bool:
     """Decide where the run writes, before it writes anything; True when it resumes the saved state there.
 
     A folder without a run is taken. With `resume`, a saved state of the same recipe, SAM checkpoint, data,
-    precision and device is continued (the schedule may change: more epochs), also one that other code made (said
-    on stdout), except with `force`, which wants the result of this code. Otherwise a folder holding a run of
+    precision and device is continued (the schedule may change: more epochs), also one that other code made or
+    without provenance (said on stdout), except with `force`, which wants the result of this code. Otherwise a
+    folder holding a run of
     other provenance is cleared with `force` (its files named), moved from when the config did not set output_dir
     (the run goes to <folder>-<digest> beside the default folder, said on stdout), and else refused (ValueError)."""
     output, main = run.output, run.process.main
@@ -385,10 +387,10 @@ def claim_output_dir(run: Run, made: dict, resume: bool, force: bool) -> bool:
         return False
     if resume and run.state_path.exists():
         changed = _resume_changes(run, saved, made)
-        code = provenance.differences(saved, made, ("code",)) if saved is not None else []
+        code = provenance.differences(saved, made, ("code",))  # ["no provenance"] for a run of an older version
         if not changed and not (code and force):
             if code and main:
-                print(f"resuming a run that other code made ({'; '.join(code[:3])})")
+                print(f"resuming a run that other code made, or that has no provenance ({'; '.join(code[:3])})")
             return True
         if not force:
             raise ValueError(f"cannot resume {run.state_path}: {'; '.join(changed)} since it was saved; use the same "
