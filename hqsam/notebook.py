@@ -29,7 +29,7 @@ from .profiles import PAPER_BACKBONES, Profile, get_profile, resolve_device
 from .prompts import boxes_from_masks
 from .report import paired_bootstrap
 from .seeding import use_deterministic_algorithms
-from .toy import generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes, train_toy_sam
+from .toy import ensure_toy_sam, generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes
 from .train import fit, load_config
 
 PathLike = Union[str, Path]
@@ -97,7 +97,8 @@ def prepare_data(
 
     toy: the toy world (`num_train` training images, `num_val` per validation set), its COCO-format set
     (`num_coco` images) and the toy SAM's multi-object training scenes (`num_scenes`), then the toy SAM, trained
-    for `toy_sam_steps` unless its checkpoint exists; quick mode's sizes are QUICK_TOY_DATA. paper: SAM's and
+    for `toy_sam_steps` unless its checkpoint has that provenance (`ensure_toy_sam`); quick mode's sizes are
+    QUICK_TOY_DATA. paper: SAM's and
     HQ-SAM's checkpoints, HQSeg-44K and COCO val2017, from the official addresses or `mirror` (a base URL).
 
     Returns:
@@ -117,9 +118,8 @@ def prepare_data(
     generate_toy_world(paths.data_root, num_train=sizes["num_train"], num_val=sizes["num_val"])
     generate_toy_coco(paths.data_root, num_images=sizes["num_coco"])
     scenes = generate_toy_scenes(paths.data_root, num_images=sizes["num_scenes"])
-    if not paths.sam_checkpoint.exists():
-        train_toy_sam(paths.data_root, paths.sam_checkpoint, steps=sizes["toy_sam_steps"],
-                      batch_size=sizes["toy_sam_batch_size"], scenes=scenes)
+    ensure_toy_sam(paths.data_root, paths.sam_checkpoint, scenes=scenes, steps=sizes["toy_sam_steps"],
+                   batch_size=sizes["toy_sam_batch_size"])
     return read_layout(paths.data_root, layout) + [read_toy_scenes(scenes)]
 
 

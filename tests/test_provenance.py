@@ -207,3 +207,18 @@ def test_a_training_resume_across_code_changes_is_said_and_the_build_starts_over
     fit(config(), resume=True, force=True)  # the notebooks: the result of this code, so it starts over
     assert "starting it over" in capsys.readouterr().out
     assert json.loads(record.read_text())["code"] == provenance.code_files("hqsam.train.loop")
+
+
+def test_the_toy_sam_is_trained_again_only_when_its_provenance_changes(toy_profile, capsys, one_thread):
+    from hqsam.toy import ensure_toy_sam
+
+    path = Path("sam.pth")
+    ensure_toy_sam("data/toy", path, progress=False, steps=2, batch_size=2)
+    made = path.read_bytes()
+    assert provenance.read_provenance(path)["settings"] == {"steps": 2, "batch_size": 2, "coarse_size": 32, "lr": 5e-4,
+                                                            "seed": 0}
+    capsys.readouterr()
+    ensure_toy_sam("data/toy", path, progress=False, steps=2, batch_size=2)
+    assert "is up to date" in capsys.readouterr().out and path.read_bytes() == made
+    ensure_toy_sam("data/toy", path, progress=False, steps=3, batch_size=2)
+    assert "settings.steps: 2 -> 3" in capsys.readouterr().out and path.read_bytes() != made

@@ -7,6 +7,7 @@ pixels. The area is computed from the rasterised segmentation (not the file's "a
 mask a sample gets.
 """
 
+import hashlib
 import contextlib
 import io
 import json
@@ -129,6 +130,16 @@ class CocoInstanceSource:
 
     def __len__(self) -> int:
         return len(self._annotations)
+
+    def fingerprint(self) -> str:
+        """A digest of the samples' annotations (their ids and masks) and their images' file sizes: what
+        `hqsam.provenance` records of the data."""
+        digest = hashlib.sha256()
+        for annotation in self._annotations:
+            image = self.image_dir / self.coco.imgs[annotation["image_id"]]["file_name"]
+            digest.update(f"{annotation['id']}\0{self.coco.annToRLE(annotation)['counts']}\0{image.stat().st_size}\n"
+                          .encode())
+        return digest.hexdigest()
 
     def __getitem__(self, index: int) -> Sample:
         annotation = self._annotations[index]

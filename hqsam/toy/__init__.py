@@ -5,7 +5,7 @@ a COCO-format set, training scenes), `sam` trains the toy SAM on them.
 """
 
 from .paint import draw_toy_object
-from .sam import loss_log_path, prepare_toy, train_toy_sam
+from .sam import ensure_toy_sam, loss_log_path, prepare_toy, train_toy_sam
 from .shapes import CHARACTERS, COCO_CATEGORIES, draw_toy_mask
 from .world import (
     COCO_DIR, SCENES_DIR, TOY_DIR, generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes,
@@ -13,6 +13,7 @@ from .world import (
 
 __all__ = [
     "CHARACTERS", "COCO_CATEGORIES", "COCO_DIR", "SCENES_DIR", "TOY_DIR", "draw_toy_mask", "draw_toy_object",
+    "ensure_toy_sam",
     "generate_toy_coco", "generate_toy_scenes", "generate_toy_world", "loss_log_path", "prepare_toy",
     "read_toy_scenes", "train_toy_sam",
 ]

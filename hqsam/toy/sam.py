@@ -6,6 +6,7 @@ coarse masks (the GT at the decoder's low-res grid or coarser, as SAM's own trai
 plain SAM checkpoint. From then on it is frozen and treated exactly like a released SAM.
 """
 
+import inspect
 import math
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import ConcatDataset, DataLoader
 from tqdm import tqdm
 
+from .. import provenance
 from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter, save_state_dict
 from ..data.layout import TOY_LAYOUT
@@ -133,20 +135,49 @@ def train_toy_sam(
     bar.close()
     state = {k: v for k, v in model.state_dict().items() if not is_hq_parameter(k)}
     path = save_state_dict(state, output)
+    provenance.write_provenance(path, toy_sam_provenance(data_root, scenes, steps=steps, batch_size=batch_size,
+                                                         coarse_size=coarse_size, lr=lr, seed=seed))
     if progress:
         print(f"toy SAM: {steps} steps in {time.perf_counter() - started:.0f} s, saved to {path} (losses: {log_path})")
     return path
 
 
+def toy_sam_provenance(data_root: PathLike, scenes: Optional[PathLike], **settings: float) -> dict:
+    """The provenance of `train_toy_sam` with these arguments (`hqsam.provenance`): its training data and
+    settings, and its code."""
+    sources = read_layout(data_root, TOY_LAYOUT, split="train", validate=False)
+    if scenes is not None:
+        sources.append(read_toy_scenes(scenes))
+    return provenance.describe("toy_sam", {"data": provenance.data_identity(sources)}, settings, __name__)
+
+
+def ensure_toy_sam(data_root: PathLike, output: PathLike, progress: bool = True, scenes: Optional[PathLike] = None,
+                   **settings: float) -> Path:
+    """The toy SAM at `output`: kept if it has the provenance that `train_toy_sam` with these arguments (`settings`:
+    steps, batch_size, coarse_size, lr, seed) would give it (the same data, settings and code), else trained (again,
+    saying why)."""
+    output = Path(output)
+    if output.exists():
+        call = inspect.signature(train_toy_sam).bind(data_root, output, **settings)
+        call.apply_defaults()
+        wanted = {key: call.arguments[key] for key in ("steps", "batch_size", "coarse_size", "lr", "seed")}
+        changed = provenance.differences(provenance.read_provenance(output),
+                                         toy_sam_provenance(data_root, scenes, **wanted))
+        if not changed:
+            print(f"toy SAM: {output} is up to date (the same data, settings and code)")
+            return output
+        print(f"toy SAM: {output} was made otherwise ({'; '.join(changed[:3])}): training it again")
+    return train_toy_sam(data_root, output, progress=progress, scenes=scenes, **settings)
+
+
 def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = True) -> None:
     """Make the toy profile's inputs if they are missing: the toy world and its SAM training scenes (default
-    sizes), then the toy SAM.
+    sizes), then the toy SAM (`ensure_toy_sam`).
 
     A toy world already at `data_root` is used as it is, whatever its size."""
     if missing_sources(data_root, TOY_LAYOUT):
         generate_toy_world(data_root)
-    if not Path(sam_checkpoint).exists():
-        scenes = Path(data_root) / SCENES_DIR
-        if not scenes.exists():
-            generate_toy_scenes(data_root)
-        train_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
+    scenes = Path(data_root) / SCENES_DIR
+    if not scenes.exists():
+        generate_toy_scenes(data_root)
+    ensure_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
