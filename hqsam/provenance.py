@@ -298,10 +298,11 @@ def folder_conflicts(folder: PathLike, provenance: dict, own: Sequence[str]) -> 
 
 
 def claim_folder(folder: PathLike, provenance: dict, own: Sequence[str], force: bool = False,
-                 elsewhere: Optional[PathLike] = None) -> Path:
+                 elsewhere: Sequence[PathLike] = ()) -> Path:
     """The folder where results of `provenance` (the files `own`) go: `folder` if it holds nothing they would
     contradict (`folder_conflicts`); else, with `force`, `folder` after removing what contradicts them (each
-    named); else `elsewhere` (a folder of their own) if given; else a ValueError that names --force."""
+    named); else the first of the folders `elsewhere` (folders of their own, `own_folders`) that holds nothing
+    they contradict; else a ValueError that names --force."""
     folder = Path(folder)
     conflicts = folder_conflicts(folder, provenance, own)
     if not conflicts:
@@ -314,19 +315,23 @@ def claim_folder(folder: PathLike, provenance: dict, own: Sequence[str], force: 
             path.unlink()
             sidecar(path).unlink(missing_ok=True)
         return folder
-    if elsewhere is not None:
-        print(f"{folder} holds results of other provenance ({first}{more}): writing to {elsewhere} instead "
-              "(--force replaces them)", file=sys.stderr)
-        return claim_folder(elsewhere, provenance, own, force=False)
+    for other in elsewhere:
+        if not folder_conflicts(other, provenance, own):
+            print(f"{folder} holds results of other provenance ({first}{more}): writing to {other} instead "
+                  "(--force replaces them)", file=sys.stderr)
+            return Path(other)
     raise ValueError(f"{folder} holds results of other provenance: {first}{more}; pass --force to replace them, "
                      "or choose another --output")
 
 
-def scope_folder(base: PathLike, provenance: dict) -> Path:
-    """A folder of its own for the results of one scope and code: base/<model file stem>-<digest, 8 hex>."""
+def own_folders(base: PathLike, provenance: dict) -> Tuple[Path, Path]:
+    """Folders of their own for results of `provenance`: base/<model file stem>-<digest of scope and code, 8 hex>,
+    which the other protocols' results of the same scope share, and that with -<digest of kind and settings>, for
+    when the first holds another version of the same result."""
     model = provenance["scope"].get("model", {})
     stem = Path(model["checkpoint"]).stem if model.get("checkpoint") else "weights"
-    return Path(base) / f"{stem}-{digest([provenance['scope'], provenance.get('code')])[:8]}"
+    shared = Path(base) / f"{stem}-{digest([provenance['scope'], provenance.get('code')])[:8]}"
+    return shared, shared.with_name(f"{shared.name}-{digest([provenance['kind'], provenance['settings']])[:8]}")
 
 
 def combined(kind: str, inputs: Sequence[PathLike], settings: Optional[Dict[str, Any]] = None) -> dict:

@@ -153,8 +153,11 @@ def test_claiming_a_folder_refuses_redirects_or_replaces(tmp_path, capsys):
     (folder / "legacy.csv").write_text("x\n1\n")
     with pytest.raises(ValueError, match="pass --force"):
         provenance.claim_folder(folder, new, ("hq_rows.csv",))
-    own = provenance.scope_folder(tmp_path / "runs", new)
-    assert provenance.claim_folder(folder, new, ("hq_rows.csv",), elsewhere=own) == own
+    own = provenance.own_folders(tmp_path / "runs", new)
+    assert provenance.claim_folder(folder, new, ("hq_rows.csv",), elsewhere=own) == own[0]
+    other_settings = provenance.describe("hq_benchmark", {"model": {"sha256": "b" * 64}}, {"seed": 1}, "hqsam.provenance")
+    provenance.save_csv(pd.DataFrame({"x": [1]}), own[0] / "hq_rows.csv", other_settings)
+    assert provenance.claim_folder(folder, new, ("hq_rows.csv",), elsewhere=own) == own[1]  # the same result, other settings
     assert (folder / "points_rows.csv").exists()
     assert provenance.claim_folder(folder, new, ("hq_rows.csv",), force=True) == folder
     assert sorted(p.name for p in folder.iterdir()) == []

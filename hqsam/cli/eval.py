@@ -92,7 +92,7 @@ def _run_hq(args: argparse.Namespace) -> int:
 def _claim_output(args: argparse.Namespace, made: dict, own: Sequence[str]) -> Path:
     """The folder the results go to (`hqsam.provenance.claim_folder`): --output, or the profile's results folder
     unless it holds results of other provenance, then a folder of their own under runs/<profile>/eval/."""
-    elsewhere = provenance.scope_folder(args.elsewhere, made) if getattr(args, "elsewhere", None) else None
+    elsewhere = provenance.own_folders(args.elsewhere, made) if getattr(args, "elsewhere", None) else ()
     return provenance.claim_folder(Path(args.output), made, own, force=args.force, elsewhere=elsewhere)
 
 

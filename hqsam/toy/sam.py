@@ -171,13 +171,16 @@ def ensure_toy_sam(data_root: PathLike, output: PathLike, progress: bool = True,
 
 
 def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = True) -> None:
-    """Make the toy profile's inputs if they are missing: the toy world and its SAM training scenes (default
-    sizes), then the toy SAM (`ensure_toy_sam`).
+    """Make the toy profile's inputs if they are missing (`hqsam train --config toy`): the toy world and its SAM
+    training scenes (default sizes), then the toy SAM.
 
-    A toy world already at `data_root` is used as it is, whatever its size."""
+    A toy world or toy SAM already there is used as it is, whatever made it (the SAM's provenance is recorded by
+    the training run); notebook 01, which owns them, trains the toy SAM again when its provenance changes
+    (`ensure_toy_sam`)."""
     if missing_sources(data_root, TOY_LAYOUT):
         generate_toy_world(data_root)
-    scenes = Path(data_root) / SCENES_DIR
-    if not scenes.exists():
-        generate_toy_scenes(data_root)
-    ensure_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
+    if not Path(sam_checkpoint).exists():
+        scenes = Path(data_root) / SCENES_DIR
+        if not scenes.exists():
+            generate_toy_scenes(data_root)
+        train_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
