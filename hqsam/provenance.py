@@ -40,6 +40,7 @@ PathLike = Union[str, Path]
 SUFFIX = ".provenance.json"
 FOLDER_FILE = "provenance.json"
 COMPARED = ("kind", "scope", "settings", "code")
+RECORDED_ONLY = ("scope.model.checkpoint", "scope.sam.checkpoint")  # where the weights were: their SHA-256 decides
 RESULT_SUFFIXES = (".csv", ".json", ".jsonl", ".md", ".tex", ".png", ".pdf", ".pth")  # what a results folder holds
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,7 +231,7 @@ def evaluation(kind: str, module: str, model: torch.nn.Module, sources: Sequence
 
 def differences(old: Optional[dict], new: dict, keys: Sequence[str] = COMPARED) -> List[str]:
     """Where `old` and `new` differ in `keys` (dotted paths, old -> new), e.g. "scope.model.sha256: 1a2b3c4d ->
-    5e6f7a8b"; ["no provenance"] when `old` is None."""
+    5e6f7a8b"; ["no provenance"] when `old` is None. Where the weights were (RECORDED_ONLY) is not compared."""
     if old is None:
         return ["no provenance"]
     found: List[str] = []
@@ -240,6 +241,8 @@ def differences(old: Optional[dict], new: dict, keys: Sequence[str] = COMPARED) 
 
 
 def _diff(old: Any, new: Any, where: str, found: List[str]) -> None:
+    if where in RECORDED_ONLY:
+        return
     if isinstance(old, dict) and isinstance(new, dict):
         for key in dict.fromkeys([*old, *new]):
             _diff(old.get(key), new.get(key), f"{where}.{key}", found)
@@ -330,7 +333,8 @@ def own_folders(base: PathLike, provenance: dict) -> Tuple[Path, Path]:
     when the first holds another version of the same result."""
     model = provenance["scope"].get("model", {})
     stem = Path(model["checkpoint"]).stem if model.get("checkpoint") else "weights"
-    shared = Path(base) / f"{stem}-{digest([provenance['scope'], provenance.get('code')])[:8]}"
+    scope = {**provenance["scope"], "model": {"sha256": model.get("sha256")}}  # the same weights anywhere
+    shared = Path(base) / f"{stem}-{digest([scope, provenance.get('code')])[:8]}"
     return shared, shared.with_name(f"{shared.name}-{digest([provenance['kind'], provenance['settings']])[:8]}")
 
 

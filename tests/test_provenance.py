@@ -131,6 +131,8 @@ def test_differences_name_what_changed_and_combined_results_must_agree(tmp_path)
     new = provenance.describe("hq_benchmark", {**scope, "model": {"sha256": "b" * 64}}, {"seed": 1}, "hqsam.provenance")
     assert provenance.differences(old, new) == [f"scope.model.sha256: {'a' * 16} -> {'b' * 16}", "settings.seed: 0 -> 1"]
     assert provenance.differences(old, old) == [] and provenance.differences(None, new) == ["no provenance"]
+    moved = {**old, "scope": {**scope, "model": {"sha256": "a" * 64, "checkpoint": "elsewhere/sam_hq_toy.pth"}}}
+    assert provenance.differences(old, moved) == []  # the same weights under another path: the same result
     frame = pd.DataFrame({"x": [1]})
     with pytest.raises(ValueError, match="carries no provenance"):
         provenance.save_csv(frame, tmp_path / "a.csv")

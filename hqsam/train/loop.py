@@ -355,7 +355,8 @@ def start_run(config: TrainConfig) -> Run:
 
 
 RUN_ONLY = ("profile", "data_root", "output_dir", "checkpoint_every", "num_workers", "device", "dist_timeout_min",
-            "progress", "batch_per_gpu")  # TrainConfig fields that do not change what a run computes
+            "progress", "batch_per_gpu", "sam_checkpoint")  # fields that do not change what a run computes (the SAM's
+# weights do: their SHA-256 is in the provenance's scope)
 RUN_FILES = ("config.yaml", "steps.csv", "epochs.csv", "checkpoints", "tensorboard", provenance.FOLDER_FILE)
 
 
