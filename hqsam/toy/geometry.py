@@ -11,6 +11,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 Point = Tuple[float, float]
+# The thinnest stroke, px: a toy image is about the toy model's 128 px input, whose low-res mask cell is 2 px, so a
+# 3 px wire spans 1-2 mask cells (representable by a fine mask, smeared by SAM's coarse one), as a wire several
+# pixels wide does at the paper's 1024 px input and 256 x 256 masks.
+MIN_STROKE = 3
 
 
 def polar(center: Point, radius: float, angle: float) -> Point:
@@ -38,8 +42,8 @@ def blob_points(
 ) -> List[Point]:
     """Outline of a lumpy closed shape: a few low harmonics for the shape, 1/f noise of `ragged` px for the edge.
 
-    A vertex every ~2 px, so the ragged edge has detail finer than a low-resolution mask cell (3-8 px of a toy
-    image, see `hqsam.toy.shapes`). `spikes` adds that many hair-like points 3-12 px long.
+    A vertex every ~2 px, so the ragged edge has detail at and below a low-resolution mask cell (about 2 px of a
+    toy image, see `hqsam.toy.shapes`). `spikes` adds that many hair-like points 3-12 px long.
     """
     n = max(32, int(2 * math.pi * radius * max(aspect, 1 / aspect) / 2))
     theta = np.linspace(0, 2 * math.pi, n, endpoint=False)
@@ -66,8 +70,8 @@ def disk(draw: ImageDraw.ImageDraw, center: Point, radius: float, fill: int = 25
 
 
 def line(draw: ImageDraw.ImageDraw, points: Sequence[Point], width: float) -> None:
-    """A polyline `width` px wide (rounded to whole pixels, at least 1) with rounded joints and ends."""
-    width = max(1, int(round(width)))
+    """A polyline `width` px wide (rounded to whole pixels, at least MIN_STROKE) with rounded joints and ends."""
+    width = max(MIN_STROKE, int(round(width)))
     draw.line(list(points), fill=255, width=width, joint="curve")
     if width > 2:
         for end in (points[0], points[-1]):
@@ -83,8 +87,7 @@ def jointed(
     for length, width in zip(lengths, widths):
         end = polar(point, length, heading)
         line(draw, (point, end), width)
-        if width > 1:
-            disk(draw, end, (width - 1) / 2)
+        disk(draw, end, (max(MIN_STROKE, width) - 1) / 2)
         point, heading = end, heading + side * bend * rng.uniform(0.5, 1.5)
 
 

@@ -1,9 +1,12 @@
 """The toy world's object masks: intricate shapes of four characters, and the four toy COCO categories.
 
 HQ-SAM's gain over SAM is in boundaries and thin structures, which SAM's low-resolution masks smear. The tiny SAM
-(the `toy` backbone: 128 px input, 64 x 64 low-resolution masks) resizes an image's longer side to 128 px, so one
-mask cell spans 3-5 px of a 200-320 px toy image and 6-8 px of a 384-512 px one. The gain only shows on detail
-finer than that, so every object here has some: wires and legs 1-3 px wide, holes, lattices, ragged outlines.
+(the `toy` backbone: 128 px input, 64 x 64 low-resolution masks) resizes an image's longer side to 128 px; toy
+images are 96-176 px, so one mask cell spans about 2 px of one, as a cell of the paper's 256 x 256 masks spans 4 px
+of its 1024 px input. Every object has detail at that scale: wires and legs MIN_STROKE (3) px wide and more, holes,
+lattices, ragged outlines. A fine 64 x 64 mask can hold it (area-averaged onto that grid, the GT keeps about 87-98%
+IoU per character); a coarse one, as SAM is trained on, cannot (onto a 32 x 32 grid: about 63% on the dis and 68% on
+the thin character, 92-94% on the solid ones), the gap between SAM and HQ-SAM in the paper.
 
 Objects come in four characters, mirroring the four HQ validation sets:
 
@@ -22,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .geometry import (
-    Point, as_mask, bars, blank_canvas, blob_points, disk, edge_points, erode, jointed, line, near_centre, polar,
+    MIN_STROKE, Point, as_mask, bars, blank_canvas, blob_points, disk, edge_points, erode, jointed, line, near_centre, polar,
     punch_holes, wander,
 )
 
@@ -92,15 +95,16 @@ def _hrsod(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def _lattice(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
-    """A lattice filling `region`: bars in one to three directions, 1-3 px wide, with a frame around it."""
+    """A lattice filling `region`: bars in one to three directions, MIN_STROKE px or a little more wide, with a
+    frame around it."""
     height, width = region.shape
-    angle, spacing = rng.uniform(0, math.pi), rng.uniform(5, 13)
+    angle, spacing = rng.uniform(0, math.pi), rng.uniform(7, 15)
     directions = int(rng.choice((1, 2, 2, 3)))
     pattern = np.zeros_like(region)
     for i in range(directions):
-        pattern |= bars(height, width, spacing * rng.uniform(0.9, 1.3), rng.uniform(1.2, 3.0),
+        pattern |= bars(height, width, spacing * rng.uniform(0.9, 1.3), max(MIN_STROKE, rng.uniform(1.2, 4.0)),
                         angle + i * math.pi / directions, rng.uniform(0, spacing))
-    frame = region & ~erode(region, int(rng.integers(1, 4)))
+    frame = region & ~erode(region, int(rng.integers(MIN_STROKE, 5)))
     return (pattern & region) | frame
 
 
@@ -203,11 +207,11 @@ def _tree(rng: np.random.Generator, height: int, width: int, depth: Tuple[int, i
 def _wheel(draw: ImageDraw.ImageDraw, rng: np.random.Generator, center: Point, radius: float, spokes: int) -> None:
     """A rim, a tyre (sometimes double), spokes and a hub."""
     x, y = center
-    tyre = rng.uniform(2, 4)
+    tyre = max(MIN_STROKE, rng.uniform(2, 4))
     draw.ellipse((x - radius, y - radius, x + radius, y + radius), outline=255, width=int(round(tyre)))
     if rng.random() < 0.5:
         inner = radius - tyre - rng.uniform(2, 4)
-        draw.ellipse((x - inner, y - inner, x + inner, y + inner), outline=255, width=1)
+        draw.ellipse((x - inner, y - inner, x + inner, y + inner), outline=255, width=MIN_STROKE)
     offset = rng.uniform(0, 2 * math.pi)
     for i in range(spokes):
         line(draw, (center, polar(center, radius - 1, offset + 2 * math.pi * i / spokes)), 1)
@@ -236,7 +240,7 @@ def _bicycle(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     draw.polygon(blob_points(rng, saddle, 0.18 * radius, aspect=2.0), fill=255)
     chainring = rng.uniform(0.15, 0.25) * radius
     draw.ellipse((crank[0] - chainring, crank[1] - chainring, crank[0] + chainring, crank[1] + chainring),
-                 outline=255, width=2)
+                 outline=255, width=MIN_STROKE)
     line(draw, (polar(crank, 0.35 * radius, 1.0), polar(crank, 0.35 * radius, 1.0 + math.pi)), 2)
     mask = as_mask(canvas)
     return mask[:, ::-1].copy() if rng.random() < 0.5 else mask
@@ -283,7 +287,7 @@ def _chair(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
 
 
 def _insect(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Head, thorax and abdomen along an axis, six jointed legs thinning to 1 px, long antennae, sometimes wings."""
+    """Head, thorax and abdomen along an axis, six jointed legs thinning to MIN_STROKE px, long antennae, sometimes wings."""
     canvas, draw = blank_canvas(height, width)
     side = min(height, width)
     center, axis = near_centre(rng, height, width, spread=0.04), rng.uniform(0, 2 * math.pi)

@@ -24,26 +24,27 @@ from .shapes import CHARACTERS, COCO_CATEGORIES, MIN_SIDE, draw_category_mask
 
 PathLike = Union[str, Path]
 
-VERSION = 1
+VERSION = 2
 TOY_DIR = Path(TOY_LAYOUT[0].image_dir).parts[0]
 COCO_DIR = "toy_coco"
 SCENES_DIR = "toy_scenes"
 
-# Character drawn (None: each image picks one of CHARACTERS) and the range of image side lengths, per source.
+# Character drawn (None: each image picks one of CHARACTERS) and the range of image side lengths, per source: about
+# the toy model's 128 px input (see hqsam.toy.shapes), HRSOD's a little larger as HRSOD's images are.
 _SOURCE_STYLE: Dict[str, Tuple[Optional[str], Tuple[int, int]]] = {
-    "Toy-TR": (None, (200, 320)),
-    "Toy-DIS": ("dis", (200, 320)),
-    "Toy-COIFT": ("coift", (200, 320)),
-    "Toy-HRSOD": ("hrsod", (384, 512)),
-    "Toy-Thin": ("thin", (200, 320)),
+    "Toy-TR": (None, (96, 144)),
+    "Toy-DIS": ("dis", (96, 144)),
+    "Toy-COIFT": ("coift", (96, 144)),
+    "Toy-HRSOD": ("hrsod", (128, 176)),
+    "Toy-Thin": ("thin", (96, 144)),
 }
 _COCO_SOURCE_ID = len(TOY_LAYOUT)  # COCO image i is drawn from keyed_rng(seed, _COCO_SOURCE_ID, i)
 _SCENES_SOURCE_ID = _COCO_SOURCE_ID + 1
-_COCO_SIDE = (280, 420)
+_COCO_SIDE = (128, 192)
 
 
 def _save_image(image: np.ndarray, path: Path) -> None:
-    # 4:4:4 chroma so that 1 px wires keep their colour; quality high enough that JPEG does not eat them.
+    # 4:4:4 chroma so that thin wires keep their colour; quality high enough that JPEG does not eat them.
     Image.fromarray(image).save(path, quality=95, subsampling=0)
 
 
@@ -67,8 +68,8 @@ def generate_toy_world(
     """Write the toy HQ dataset under `root` in the shape of TOY_LAYOUT; returns `root`, the dataset root.
 
     `num_train` training images mix all four characters; each validation set (dis, coift, hrsod, thin) gets
-    `num_val` images of its own character. Images are .jpg (train, dis, coift, thin: sides 200-320 px; hrsod:
-    384-512 px), masks .png with values 0 and 255, paired by stem. A call whose arguments match the existing
+    `num_val` images of its own character. Images are .jpg (train, dis, coift, thin: sides 96-144 px; hrsod:
+    128-176 px), masks .png with values 0 and 255, paired by stem. A call whose arguments match the existing
     `root/toy/manifest.json` does nothing; other arguments regenerate the whole folder. A `root/toy` without a
     manifest is not replaced unless `overwrite` is True.
     """
@@ -140,7 +141,7 @@ def _jitter_box(rng: np.random.Generator, box: Sequence[float], height: int, wid
 def generate_toy_coco(root: PathLike, seed: int = 0, num_images: int = 40, overwrite: bool = False) -> Path:
     """Write a COCO-format instance set under `root/toy_coco`; returns that folder.
 
-    Holds images/*.jpg (sides 280-420 px, 2-5 objects each, later objects occluding earlier ones so masks never
+    Holds images/*.jpg (sides 128-192 px, 2-5 objects each, later objects occluding earlier ones so masks never
     overlap), instances.json (COCO ground truth: RLE segmentation with str counts, area, xywh bbox, iscrowd 0;
     categories COCO_CATEGORIES with ids 1-4) and detections.json (a detector's output: one box per found object,
     each side moved by up to 10% of the box size, score 0.5-1.0; about 8% of objects missed; false positives
