@@ -9,8 +9,10 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from .checkpoint import CheckpointError, check_state_dict, is_hq_parameter, read_state_dict
-from .modeling import HQSam, MaskDecoderHQ
+from .checkpoint import (
+    HQ_MODULES, CheckpointError, check_state_dict, is_trained_parameter, pop_variant, read_state_dict,
+)
+from .modeling import DEFAULT_VARIANT, HQSam, MaskDecoderHQ, get_variant
 
 
 @dataclass(frozen=True)
@@ -119,18 +121,29 @@ def build_sam(model_type: str = "toy") -> Sam:
     return Sam(image_encoder, prompt_encoder, MaskDecoder(**_mask_decoder_args(spec))).eval()
 
 
-def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) -> HQSam:
-    """Build HQ-SAM, SAM frozen and the HQ parts trainable, in eval mode on the CPU.
+def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None, variant: Optional[str] = None) -> HQSam:
+    """Build HQ-SAM (or one of the paper's ablations), SAM frozen and what the variant trains trainable, in eval
+    mode on the CPU.
 
     Arguments:
       model_type (str): "vit_b", "vit_l", "vit_h", "toy", or "auto" (read from the checkpoint's shapes).
       checkpoint (path or None): an HQ-SAM checkpoint (`sam_hq_vit_*.pth`, loads with nothing missing), a
         plain SAM checkpoint (`sam_vit_*.pth`, the HQ parts stay freshly initialised and a warning lists them),
         or the same as `.safetensors`. Any other mismatch raises `CheckpointError`.
+      variant (str or None): one of `hqsam.modeling.VARIANTS`, the parameters it trains trainable instead of
+        the HQ parts; None: the one the checkpoint records (`hqsam.checkpoint.pop_variant`), else HQ-SAM. A
+        fine-tuning baseline's copy of SAM's decoder parts, when the checkpoint lacks it, starts as SAM's.
     """
     if model_type != "auto":
         _spec(model_type)  # an unknown type fails before a large file is read
+    if variant is not None:
+        get_variant(variant)
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
+    recorded = pop_variant(state_dict, str(checkpoint)) if state_dict is not None else None
+    if variant is not None and recorded not in (None, variant):
+        raise CheckpointError(f"{checkpoint} holds the variant {recorded!r} but variant={variant!r} was asked for: "
+                              "leave variant unset to load it as it is")
+    variant = variant or recorded or DEFAULT_VARIANT
     if state_dict is not None:
         found = infer_model_type(state_dict, source=str(checkpoint))
         if model_type not in ("auto", found):
@@ -143,21 +156,24 @@ def build_hqsam(model_type: str = "toy", checkpoint: Optional[PathLike] = None) 
         raise ValueError("model_type='auto' reads the model type from a checkpoint: pass checkpoint=PATH")
     spec = _spec(model_type)
     image_encoder, prompt_encoder = _encoder_and_prompt_encoder(spec)
-    mask_decoder = MaskDecoderHQ(**_mask_decoder_args(spec), vit_dim=spec.encoder_embed_dim)
+    mask_decoder = MaskDecoderHQ(**_mask_decoder_args(spec), vit_dim=spec.encoder_embed_dim, variant=variant)
     model = HQSam(image_encoder, prompt_encoder, mask_decoder).eval()
     if state_dict is not None:
         fresh = check_state_dict(model, state_dict, model_type, source=str(checkpoint))
-        if fresh:
+        fresh_hq = [module for module in fresh if module.split(".")[1] in HQ_MODULES]
+        if fresh_hq and not get_variant(variant).finetunes:  # a baseline does not use the HQ parts
             remedy = ("`hqsam train --config toy` makes one" if model_type == "toy"
                       else f"e.g. `hqsam download sam_hq_{model_type}`")
             warnings.warn(
-                f"{checkpoint} is a plain SAM checkpoint: the HQ parts ({', '.join(fresh)}) are freshly "
+                f"{checkpoint} is a plain SAM checkpoint: the HQ parts ({', '.join(fresh_hq)}) are freshly "
                 f"initialised and need training (or load an HQ-SAM checkpoint: {remedy})",
                 stacklevel=2,
             )
         model.load_state_dict(state_dict, strict=not fresh)
+        if "mask_decoder.finetuned" in fresh:
+            mask_decoder.reset_finetuned()
     for name, parameter in model.named_parameters():
-        parameter.requires_grad = is_hq_parameter(name)
+        parameter.requires_grad = is_trained_parameter(name, variant)
     model.checkpoint_path = Path(checkpoint) if checkpoint is not None else None  # what hqsam.provenance records
     return model
 

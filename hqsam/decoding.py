@@ -2,8 +2,10 @@
 
 `encode` runs the frozen image encoder once for a batch of images, for both models (float32, or bfloat16
 autocast with precision "bf16"; the release runs float32). `decode` is the SAM + HQ-SAM pair: plain SAM's output
-(`DecoderOutput.sam`, no HQ token in the transformer) and HQ-SAM's (`DecoderOutput.hq_sam`), each from its own
-transformer pass over the same image embedding. `box_logits` serves many images with many boxes each, in the
+(`DecoderOutput.sam`, no HQ token in the transformer) and HQ-SAM's (`MaskDecoderHQ.forward`), each from its own
+transformer pass over the same image embedding. A model of one of the paper's ablations (`hqsam.modeling.VARIANTS`)
+gives its variant's output as "HQ-SAM" (a fine-tuning baseline's: SAM's mask from its fine-tuned decoder parts),
+beside the frozen SAM's. `box_logits` serves many images with many boxes each, in the
 predictor's frame (ResizeLongestSide, padding, logits upsampled to each image's size as SamPredictor does):
 `HQSamPredictor.predict_batch`, COCO and the qualitative figures. The HQ benchmark, the robustness studies and
 the speed measurement call `encode` and `decode` with their own prompts.
@@ -81,16 +83,18 @@ def decode(
 ) -> Dict[str, Decoded]:
     """Each model's masks for B prompts (sparse B x T x C, dense B x C x E x E prompt embeddings); `image_index`
     as in `MaskDecoderHQ.forward`. HQ-SAM's mask is the HQ mask alone with `hq_token_only`, SAM's plus the HQ mask
-    otherwise."""
+    otherwise (a fine-tuning baseline's: SAM's mask from its fine-tuned decoder parts either way)."""
     decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
     decoded = {}
     for name in check_models(models):
-        hq_features = encoded.hq_features if name == "HQ-SAM" else None
-        if name == "HQ-SAM" and hq_features is None:
+        if name == "SAM":
+            output = decoder.predict_masks_hq(encoded.embeddings, image_pe, sparse, dense, None, image_index)
+            decoded[name] = Decoded(*output.sam(multimask_output))
+            continue
+        if encoded.hq_features is None:
             raise ValueError("HQ-SAM is to be decoded but the images were encoded without HQ features (hq=False)")
-        output = decoder.predict_masks_hq(encoded.embeddings, image_pe, sparse, dense, hq_features, image_index)
-        selected = output.hq_sam(multimask_output, hq_token_only) if name == "HQ-SAM" else output.sam(multimask_output)
-        decoded[name] = Decoded(*selected)
+        decoded[name] = Decoded(*decoder(encoded.embeddings, image_pe, sparse, dense, multimask_output, hq_token_only,
+                                         encoded.hq_features, image_index))
     return decoded
 
 

@@ -10,6 +10,8 @@ What the outputs hold, as in the authors' release:
     SAM's part; the HQ token predicts no IoU of its own.
   - `predict_sam(...)`: plain SAM's output (three masks with multimask_output=True), exactly Meta's
     `SamPredictor.predict`, from the same image embedding.
+  - A model of one of the paper's ablations (`hqsam.modeling.VARIANTS`) gives its variant's mask in place of the HQ
+    mask (a fine-tuning baseline's: SAM's mask from its fine-tuned decoder parts); `predict_sam` stays SAM's.
 """
 
 from typing import List, Optional, Sequence, Tuple

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from .io import atomic_write
+from .modeling.variants import DEFAULT_VARIANT
 
 PathLike = Union[str, Path]
 SUFFIX = ".provenance.json"
@@ -153,15 +154,18 @@ def file_sha256(path: PathLike) -> str:
 
 def model_identity(model: torch.nn.Module) -> Dict[str, Optional[str]]:
     """The evaluated weights: the checkpoint `build_hqsam` loaded (`model.checkpoint_path`: its path and SHA-256),
-    or, for weights that come from no file, a digest of the state dict."""
+    or, for weights that come from no file, a digest of the state dict; and the variant of one of the paper's
+    ablations (`hqsam.modeling.VARIANTS`), which decodes the same weights otherwise."""
+    variant = getattr(getattr(model, "mask_decoder", None), "variant", DEFAULT_VARIANT)
+    ablation = {"variant": variant} if variant != DEFAULT_VARIANT else {}
     checkpoint = getattr(model, "checkpoint_path", None)
     if checkpoint is not None and Path(checkpoint).is_file():
-        return {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint)}
+        return {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint), **ablation}
     weights = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         weights.update(name.encode())
         weights.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return {"checkpoint": None, "sha256": f"weights:{weights.hexdigest()}"}
+    return {"checkpoint": None, "sha256": f"weights:{weights.hexdigest()}", **ablation}
 
 
 def data_identity(sources: Iterable) -> List[Dict[str, Any]]:

@@ -17,6 +17,7 @@ from ..eval.coco.run import COCO_FILES, coco_provenance
 from ..eval.hq_benchmark import benchmark_provenance, evaluate_hq_datasets, summarize
 from ..eval.robustness import box_noise_provenance, evaluate_box_noise, evaluate_points, points_provenance
 from ..eval.speed import measure_speed
+from ..modeling import DEFAULT_VARIANT, get_variant
 from ..profiles import PROFILES, get_profile, resolve_device
 from ..train.config import load_config
 from ..train.loop import build_sources
@@ -26,7 +27,17 @@ def load_model(args: argparse.Namespace):
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         model = build_hqsam(args.model_type, args.checkpoint)
+    _say_variant(model)
     return model.to(resolve_device(args.device))
+
+
+def _say_variant(model) -> None:
+    """Say which of the paper's ablations a checkpoint holds, if it holds one: its masks are the rows of HQ-SAM."""
+    variant = model.mask_decoder.variant
+    if variant != DEFAULT_VARIANT:
+        _, row = get_variant(variant).paper[0]
+        print(f"{model.checkpoint_path} holds the variant {variant} ({row!r}): its masks are the rows of HQ-SAM, "
+              "SAM's are the frozen SAM's", file=sys.stderr)
 
 
 def _fill_profile(args: argparse.Namespace) -> None:
@@ -173,6 +184,7 @@ def _run_coco_command(args: argparse.Namespace) -> int:
             raise ValueError("--model-type auto reads the type from --checkpoint: give one, or a model type")
         print(f"warning: no --checkpoint, {args.model_type} has random weights", file=sys.stderr)
     model = build_hqsam(args.model_type, args.checkpoint).to(resolve_device(args.device))
+    _say_variant(model)
     detections = None if args.oracle else args.detections
     options = dict(hq_token_only=args.hq_token_only, oracle=args.oracle, max_images=args.max_images,
                    images_per_pass=args.images_per_pass, score_threshold=args.score_threshold, precision=args.precision)

@@ -14,6 +14,10 @@ trains on its own data only takes no model or outputs from the profile: `sam_che
 says so), `model_type` unset is "auto", and `output_dir` defaults to runs/NAME/train, NAME the first extra source's;
 the profile still gives `data_root` and `layout`, for `val_sources` that name layout sets. Any config's "auto"
 `model_type` is read from `sam_checkpoint`'s weights (`hqsam.build.infer_model_type`) when the config is made.
+
+`variant` chooses the model trained: HQ-SAM (the default) or one of the paper's ablations, `hqsam.modeling.VARIANTS`
+(Table 3's feature sources of the HQ token's mask, Table 4's fine-tuning of SAM's decoder or output token); a
+defaulted `output_dir` of another variant ends in -VARIANT (runs/toy/train-finetune_decoder).
 """
 
 import dataclasses
@@ -29,6 +33,7 @@ from ..build import infer_model_type
 from ..checkpoint import read_state_dict
 from ..decoding import PRECISIONS
 from ..download import REGISTRY
+from ..modeling import DEFAULT_VARIANT, get_variant
 from ..profiles import PROFILES, get_profile
 from .examples import TARGETS
 
@@ -46,6 +51,7 @@ class TrainConfig:
     profile: str = "toy"  # where the five settings below come from when not given (hqsam.profiles)
     model_type: Optional[str] = recipe(None)  # the backbone; "auto": read from sam_checkpoint's weights
     sam_checkpoint: Optional[str] = recipe(None)  # the frozen SAM (or an HQ-SAM checkpoint to fine-tune from)
+    variant: str = recipe(DEFAULT_VARIANT)  # the model trained: hq_sam or an ablation (hqsam.modeling.VARIANTS)
     data_root: Optional[str] = None
     layout: Optional[str] = recipe(None)  # "toy" or "hqseg44k" (hqsam.data.layout.LAYOUTS)
     train_sources: Optional[List[str]] = recipe(None)  # names in the layout; None = every training source
@@ -107,6 +113,8 @@ class TrainConfig:
                         "data_root": profile.data_root, "layout": profile.layout, "output_dir": profile.train_dir}
             for key in missing:
                 setattr(self, key, str(defaults[key]))
+        if self.output_dir_defaulted and self.variant != DEFAULT_VARIANT:
+            self.output_dir = f"{self.output_dir}-{self.variant}"
         if self.model_type == "auto":
             self.model_type = infer_model_type(read_state_dict(self.sam_checkpoint), source=self.sam_checkpoint)
         self.betas = tuple(self.betas)
@@ -115,6 +123,10 @@ class TrainConfig:
         problems = []
         if self.layout not in ("toy", "hqseg44k"):
             problems.append(f"layout must be 'toy' or 'hqseg44k', got {self.layout!r}")
+        try:
+            get_variant(self.variant)
+        except ValueError as error:
+            problems.append(str(error))
         unknown = set(self.prompt_kinds) - {"box", "point", "noise_mask"}
         if unknown or not self.prompt_kinds:
             problems.append(f"prompt_kinds must be a non-empty subset of box, point, noise_mask, got {self.prompt_kinds}")
@@ -203,24 +215,28 @@ def _describe(annotation: Any, plural: bool = False) -> str:
     return _NOUNS.get(origin or annotation, (f"a {name}", f"{name} values"))[plural]
 
 
+def _default(spec: "dataclasses.Field[Any]") -> Any:
+    """The field's default; dataclasses.MISSING for a field without one."""
+    return spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+
+
 def _example(spec: "dataclasses.Field[Any]") -> str:
     """": e.g. NAME=DEFAULT", the field's default written as an override would be; "" for a field without one."""
-    if spec.default is not dataclasses.MISSING:
-        default = spec.default
-    elif spec.default_factory is not dataclasses.MISSING:
-        default = spec.default_factory()
-    else:
+    default = _default(spec)
+    if default is dataclasses.MISSING:
         return ""
     written = yaml.safe_dump(_plain(default), default_flow_style=True, width=1 << 30).splitlines()[0]
     return f": e.g. {spec.name}={written}"
 
 
 def recipe_changes(config: TrainConfig, saved: Union[str, Path]) -> List[str]:
-    """The recipe fields, in the dataclass's order, whose value in `config` differs from the config.yaml at `saved`."""
+    """The recipe fields, in the dataclass's order, whose value in `config` differs from the config.yaml at `saved`
+    (a field that config.yaml predates counts at its default)."""
     before = yaml.safe_load(Path(saved).read_text())
     return [
         spec.name for spec in dataclasses.fields(TrainConfig)
-        if spec.metadata.get("recipe") and _plain(before.get(spec.name)) != _plain(getattr(config, spec.name))
+        if spec.metadata.get("recipe")
+        and _plain(before.get(spec.name, _default(spec))) != _plain(getattr(config, spec.name))
     ]
 
 

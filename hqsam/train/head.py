@@ -1,4 +1,5 @@
-"""The trainable path of one training step, batched: fused HQ features, then HQ logits for every prompt.
+"""The trainable path of one training step, batched: fused HQ features, then for every prompt the logits the
+model's variant trains (HQ-SAM's: the HQ token's).
 
 The release decodes image by image in a Python loop. Here the frozen encoder runs once for the batch (float32 as
 in the release, or bfloat16 autocast with precision "bf16") and the decoder once per group of prompts whose token
@@ -12,7 +13,7 @@ from typing import Any, Dict, List, Tuple
 import torch
 from torch import nn
 
-from ..checkpoint import is_hq_parameter
+from ..checkpoint import is_trained_parameter
 from ..decoding import encode_pixels
 from ..modeling import HQSam
 
@@ -62,12 +63,13 @@ class HQLogits(nn.Module):
         self.model = model
 
     def forward(self, embeddings: torch.Tensor, early: torch.Tensor, groups: List[Group]) -> torch.Tensor:
-        """HQ-token logits, B x 1 x 4E x 4E, in example order (single-mask mode, the loss's input)."""
+        """The logits the variant trains (`MaskDecoderHQ.trained_logits`: the HQ token's, or a fine-tuning
+        baseline's SAM single mask), B x 1 x 4E x 4E, in example order (single-mask mode, the loss's input)."""
         decoder = self.model.mask_decoder
         hq_features = decoder.hq_features(embeddings, early)
         image_pe = self.model.prompt_encoder.get_dense_pe()
         logits = [
-            decoder.predict_masks_hq(embeddings, image_pe, sparse, dense, hq_features, indices, sam_outputs=False).hq_mask
+            decoder.trained_logits(embeddings, image_pe, sparse, dense, hq_features, indices)
             for indices, sparse, dense in groups
         ]
         return in_example_order(groups, logits)
@@ -79,5 +81,7 @@ def in_example_order(groups: List[Group], outputs: List[torch.Tensor]) -> torch.
 
 
 def hq_state(model: nn.Module) -> Dict[str, torch.Tensor]:
-    """The HQ parts' tensors (all that training changes), as detached CPU copies under the release's names."""
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if is_hq_parameter(k)}
+    """The tensors training changes, as detached CPU copies under their checkpoint names: those the model's variant
+    trains (`hqsam.checkpoint.is_trained_parameter`; HQ-SAM's: the HQ parts)."""
+    variant = model.mask_decoder.variant
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if is_trained_parameter(k, variant)}

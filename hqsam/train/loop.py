@@ -1,8 +1,10 @@
-"""`fit(config)`: train HQ-SAM's added parts with SAM frozen, on one process or many (torchrun, DDP).
+"""`fit(config)`: train HQ-SAM's added parts with SAM frozen, on one process or many (torchrun, DDP); or, with
+`variant`, one of the paper's ablations (`hqsam.modeling.VARIANTS`: what it fuses and trains), the same way.
 
 One readable loop: build the frozen model and the data, then for each step run the frozen encoder (no_grad,
-fp32 or bf16 autocast: `precision`), embed the prompts, decode the HQ logits for the whole batch, take the
-point-sampled BCE + Dice loss and step Adam. The run's state (`TrainState`) is saved atomically every
+fp32 or bf16 autocast: `precision`), embed the prompts, decode the HQ logits (a fine-tuning baseline's: SAM's
+single mask from its fine-tuned decoder parts) for the whole batch, take the point-sampled BCE + Dice loss and
+step Adam. The run's state (`TrainState`) is saved atomically every
 `checkpoint_every` steps and at each epoch's end; `resume` continues from the latest state and ends with the same
 weights as an uninterrupted run.
 
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from .. import provenance
 from ..build import build_hqsam
-from ..checkpoint import save_state_dict
+from ..checkpoint import checkpoint_state_dict, save_state_dict
 from ..io import atomic_write
 from ..data.layout import LAYOUTS
 from ..data.sources import FolderSource, read_layout
@@ -68,7 +70,7 @@ class Process:
 @dataclass
 class FitResult:
     output_dir: Path
-    checkpoint: Optional[Path]  # the exported HQ-SAM checkpoint (release format), on the main process
+    checkpoint: Optional[Path]  # the exported checkpoint (release format, with an ablation's variant), main process
     steps: int
     seconds: float
     validation: Optional[pd.DataFrame]  # the last epoch's summary table, if validated
@@ -101,12 +103,12 @@ def micro_batches(batch_size: int, batch_per_gpu: Optional[int], world: int) -> 
 
 
 def load_frozen_model(config: TrainConfig, device: torch.device) -> HQSam:
-    """HQ-SAM from the config's SAM checkpoint (HQ parts fresh) or HQ-SAM checkpoint; SAM frozen."""
+    """HQ-SAM of the config's variant from its SAM checkpoint (HQ parts fresh) or HQ-SAM checkpoint; SAM frozen."""
     if config.sam_checkpoint is None:
         raise ValueError("sam_checkpoint is not set: HQ-SAM trains on top of a SAM checkpoint (see the README)")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*plain SAM checkpoint.*")  # fresh HQ parts are the point here
-        model = build_hqsam(config.model_type, config.sam_checkpoint)
+        model = build_hqsam(config.model_type, config.sam_checkpoint, config.variant)
     model.checkpoint_path = None  # its weights are trained from here: hqsam.provenance digests them, not the file
     return model.to(device)
 
@@ -186,8 +188,9 @@ class EmbeddingCache:
 @dataclass
 class Run:
     """What a training run builds once and every step uses: the config, this process, the frozen model and its
-    trainable path (`head`: HQLogits, wrapped in DistributedDataParallel on many processes), Adam over the HQ
-    parameters, the training examples, the validation sources and the embedding cache (None when disabled)."""
+    trainable path (`head`: HQLogits, wrapped in DistributedDataParallel on many processes), Adam over the
+    parameters the variant trains, the training examples, the validation sources and the embedding cache (None
+    when disabled)."""
 
     config: TrainConfig
     process: Process
@@ -215,9 +218,9 @@ class Run:
 
 @dataclass
 class TrainState:
-    """Where a run stands, which checkpoints/last.pth holds to continue it: the HQ parameters and Adam's state (kept
-    live in `model` and `optimizer`), the epochs finished, the steps done in the current epoch and in all. The
-    learning rate is not saved: it follows from the epoch (`set_epoch_lr`)."""
+    """Where a run stands, which checkpoints/last.pth holds to continue it: the trained parameters (`hq_state`) and
+    Adam's state (kept live in `model` and `optimizer`), the epochs finished, the steps done in the current epoch
+    and in all. The learning rate is not saved: it follows from the epoch (`set_epoch_lr`)."""
 
     model: HQSam
     optimizer: torch.optim.Optimizer
@@ -233,7 +236,7 @@ class TrainState:
             torch.save(state, file)
 
     def load(self, path: Path) -> None:
-        """Put a saved state's HQ parameters, Adam state and counters into this one."""
+        """Put a saved state's trained parameters, Adam state and counters into this one."""
         state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["hq"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -264,7 +267,8 @@ class RunLogs:
 
 
 def fit(config: TrainConfig, resume: bool = False, force: bool = False) -> FitResult:
-    """Train the HQ parts as the config says; returns where the results are. See the module docstring.
+    """Train what the config's variant trains (HQ-SAM: the HQ parts); returns where the results are. See the module
+    docstring.
 
     The run's provenance (`run_provenance`) decides its folder (`claim_output_dir`): `resume` continues a saved
     state only of the same recipe, SAM checkpoint and data; a folder holding a run of other settings is replaced
@@ -330,7 +334,8 @@ def start_run(config: TrainConfig) -> Run:
         micro = per_process // accumulation
         print(f"training on {process.world} process{'es' if process.world > 1 else ''} ({process.device.type}): "
               f"global batch {config.batch_size}, {micro} per process in {accumulation} micro-step"
-              f"{'s' if accumulation > 1 else ''} per step, precision {config.precision}, target {config.target}")
+              f"{'s' if accumulation > 1 else ''} per step, precision {config.precision}, target {config.target}, "
+              f"variant {config.variant}")
     examples = TrainingExamples(
         ConcatDataset(train_sources),
         image_size=model.image_encoder.img_size,
@@ -345,7 +350,10 @@ def start_run(config: TrainConfig) -> Run:
     )
     head = HQLogits(model)
     if process.world > 1:
-        head = DistributedDataParallel(head, device_ids=[process.device.index] if process.device.type == "cuda" else None)
+        # finetune_decoder's IoU head and multimask MLPs get no gradient from the loss on the single mask.
+        device_ids = [process.device.index] if process.device.type == "cuda" else None
+        head = DistributedDataParallel(head, device_ids=device_ids,
+                                       find_unused_parameters=model.mask_decoder.finetuned is not None)
     optimizer = torch.optim.Adam(
         [p for p in model.parameters() if p.requires_grad],
         lr=config.lr, betas=config.betas, eps=config.eps, weight_decay=config.weight_decay,
@@ -555,10 +563,12 @@ def validate(run: Run, epoch: int) -> Optional[pd.DataFrame]:
 
 
 def export(run: Run) -> Path:
-    """The trained HQ-SAM in the release's checkpoint format: sam_hq_<model_type>.pth in the output folder."""
-    exported = save_state_dict(run.model.state_dict(), run.output / f"sam_hq_{run.config.model_type}.pth")
+    """The trained HQ-SAM in the release's checkpoint format, with the variant of an ablation recorded
+    (`checkpoint_state_dict`): sam_hq_<model_type>.pth in the output folder."""
+    path = run.output / f"sam_hq_{run.config.model_type}.pth"
+    exported = save_state_dict(checkpoint_state_dict(run.model), path)
     provenance.write_provenance(exported, provenance.read_provenance(run.output))
-    print(f"HQ-SAM checkpoint: {exported} (SHA-256 {provenance.file_sha256(exported)[:16]})")
+    print(f"HQ-SAM checkpoint ({run.config.variant}): {exported} (SHA-256 {provenance.file_sha256(exported)[:16]})")
     if run.cache is not None:
         print(f"embedding cache: {run.cache.hits} hits, {run.cache.misses} encoder passes")
     return exported

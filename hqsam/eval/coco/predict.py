@@ -17,7 +17,7 @@ from ...data.coco_source import _load_coco
 from ...data.sources import read_image
 from ...decoding import MODELS, box_logits, check_models
 from ...io import atomic_write
-from ...modeling import HQSam
+from ...modeling import DEFAULT_VARIANT, HQSam
 from .prompts import Prompt, SkipReport, detection_prompts, load_detections, oracle_prompts, usable_images
 
 PathLike = Union[str, Path]
@@ -142,10 +142,16 @@ def _prompts_digest(prompts: Dict[int, List[Prompt]]) -> str:
 
 
 def _model_fingerprint(model: HQSam) -> str:
-    """A digest of a few weights that any two checkpoints differ in (SAM's patch embedding, the HQ token)."""
-    digest = hashlib.sha256()
-    for tensor in (model.image_encoder.patch_embed.proj.weight, model.mask_decoder.hf_token.weight):
+    """A digest of a few weights that any two checkpoints differ in (SAM's patch embedding, the HQ token, a
+    fine-tuning baseline's mask tokens) and of the variant of one of the paper's ablations."""
+    decoder, digest = model.mask_decoder, hashlib.sha256()
+    tensors = [model.image_encoder.patch_embed.proj.weight, decoder.hf_token.weight]
+    if decoder.finetuned is not None:
+        tensors.append(decoder.finetuned.mask_tokens.weight)
+    for tensor in tensors:
         digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    if decoder.variant != DEFAULT_VARIANT:
+        digest.update(decoder.variant.encode())
     return digest.hexdigest()
 
 
