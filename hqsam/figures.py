@@ -1,34 +1,48 @@
-"""The paper's figures from our results: qualitative SAM / HQ-SAM comparisons, box-noise and point-prompt
-robustness curves (Table 13, Figure 5), and training curves; saved as PNG and PDF.
+"""The paper's figures from our results: qualitative SAM / HQ-SAM comparisons (of images picked by a stated rule,
+`pick_by_gain`), box-noise and point-prompt robustness curves (Table 13, Figure 5), and training curves; saved as
+PNG and PDF.
 
 Every function returns a `matplotlib.figure.Figure` built without pyplot's global state, so scripts, tests and
 notebooks (which display a returned Figure) can all use them; `save_figure` writes one to disk.
 Scores are percentages (x100), as `hqsam.eval.summarize` reports them.
 """
 
+import math
+import textwrap
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from .eval.hq_benchmark import COLUMNS as HQ_ROW_COLUMNS
 from .io import atomic_write
 from .metrics import boundary_band, boundary_dilation, boundary_iou, mask_iou
 from .provenance import write_provenance
-from .report import DATASET_ALIASES
+from .report import DATASET_ALIASES, paired_images
 
 PathLike = Union[str, Path]
 Box = Tuple[int, int, int, int]
 
-MODEL_COLOURS = {"SAM": "#d62728", "HQ-SAM": "#1f77b4"}  # red, blue
-GT_COLOUR = "#2ca02c"  # green
+MODEL_COLOURS = {"SAM": "#d62728", "HQ-SAM": "#1f77b4"}  # red, blue: the curves', on white
+# The qualitative grid draws every line over a black outline (OUTLINE) in colours of relative luminance >= 0.4, so
+# that against any background the line or its outline keeps a 3:1 contrast (WCAG's for graphics): the same
+# meaning as MODEL_COLOURS, lighter.
+GRID_MODEL_COLOURS = {"SAM": "#ff8c8c", "HQ-SAM": "#4db8ff"}  # light red, light blue
+GT_COLOUR = "#40e040"  # green
 BOX_COLOUR = "#ffd700"  # gold
-ZOOM_COLOUR = "#ff00ff"  # magenta
+ZOOM_COLOUR = "#ff80ff"  # magenta
+COLOUR_NAMES = {GRID_MODEL_COLOURS["SAM"]: "red", GRID_MODEL_COLOURS["HQ-SAM"]: "blue", GT_COLOUR: "green",
+                BOX_COLOUR: "gold", ZOOM_COLOUR: "magenta"}  # as the grid's legend names them
 OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+OUTLINE_COLOUR = "black"
+OUTLINE = [patheffects.Stroke(linewidth=3.6, foreground=OUTLINE_COLOUR), patheffects.Normal()]
+GAIN_PERCENTILES = (25, 50, 75)  # the qualitative grid's picks per dataset (`pick_by_gain`)
 PNG_DPI = 150
 FONT_SIZE = 10
 BIOU_LABEL = "boundary mIoU (%)"
@@ -77,17 +91,82 @@ def zoom_window(errors: np.ndarray, size: int) -> Box:
     return int(x0), int(y0), int(x0) + size_x, int(y0) + size_y
 
 
+def describe_picks(percentiles: Sequence[int] = GAIN_PERCENTILES, baseline: str = "SAM",
+                   model: str = "HQ-SAM") -> str:
+    """The rule `pick_by_gain` picks images by, as the caption sentence the qualitative grid and notebook show."""
+    ordered = [_ordinal(p) for p in sorted(set(percentiles))]
+    named = ", ".join(ordered[:-1]) + " and " * (len(ordered) > 1) + ordered[-1]
+    return (
+        f"Examples picked per dataset: the images at the {named} percentile{'s' * (len(ordered) > 1)} of {model}'s "
+        f"boundary-IoU gain over {baseline} ({model}'s boundary IoU minus {baseline}'s on the same image, from the HQ "
+        "benchmark's per-image rows), by nearest rank: of the n images ordered by gain, equal gains by image name, "
+        "the p-th percentile is the image at rank ceil(p n / 100), at least 1; an image picked at two percentiles is "
+        "shown once, at the lower."
+    )
+
+
+def pick_by_gain(
+    rows: pd.DataFrame, percentiles: Sequence[int] = GAIN_PERCENTILES, datasets: Optional[Sequence[str]] = None,
+    baseline: str = "SAM", model: str = "HQ-SAM",
+) -> pd.DataFrame:
+    """Per dataset, the images at `percentiles` of `model`'s boundary-IoU gain over `baseline`, paired by image, by
+    the rule `describe_picks` states: the qualitative grid's rows (`qualitative_grid`'s `picks`).
+
+    Arguments:
+      rows (pd.DataFrame): the HQ benchmark's per-image rows (dataset, image, model, iou, biou; hq_rows.csv of
+        `hqsam.eval.evaluate_hq_datasets`); rows of other models are left out.
+      percentiles (sequence of int): each in [0, 100]; shown ascending.
+      datasets (sequence or None): the datasets and their order; None: all, in order of appearance.
+
+    Returns:
+      pd.DataFrame, one row per picked image, by dataset then percentile: columns dataset, image (the sample's
+        name), percentile, rank (1-based, by gain), images (the dataset's count), "<baseline> BIoU", "<model> BIoU"
+        and "gain" (%). `attrs["rule"]` is `describe_picks`'s sentence.
+
+    Raises ValueError naming the images without a row of both models (`hqsam.report.paired_images`: none is
+    paired silently), a dataset without rows, or a percentile out of range.
+    """
+    bad = [p for p in percentiles if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not 0 <= p <= 100]
+    if bad or not len(percentiles):
+        raise ValueError(f"percentiles must be integers in [0, 100], at least one; got {list(percentiles)}")
+    _check_columns(rows, HQ_ROW_COLUMNS, "the HQ benchmark's per-image rows")
+    names = list(datasets) if datasets is not None else list(dict.fromkeys(rows["dataset"]))
+    present = set(rows["dataset"])
+    absent = [name for name in names if name not in present]
+    if absent or not names:
+        raise ValueError(f"no rows for the datasets {absent or names}; the rows have "
+                         f"{list(dict.fromkeys(rows['dataset']))}")
+    images = paired_images(rows[rows["dataset"].isin(names)], ["dataset", "image"], [baseline, model])
+    scores = pd.DataFrame({f"{baseline} BIoU": images[(baseline, "biou")], f"{model} BIoU": images[(model, "biou")]})
+    scores = scores.reset_index().assign(gain=lambda frame: frame[f"{model} BIoU"] - frame[f"{baseline} BIoU"])
+    picked = []
+    for name in names:
+        ordered = scores[scores["dataset"] == name].sort_values(["gain", "image"], ignore_index=True)
+        ranks: Dict[int, int] = {}  # rank: the lowest percentile there
+        for p in sorted(set(percentiles)):
+            ranks.setdefault(max(1, math.ceil(p * len(ordered) / 100)), int(p))
+        picked.append(ordered.iloc[[rank - 1 for rank in ranks]].assign(
+            percentile=list(ranks.values()), rank=list(ranks), images=len(ordered)))
+    table = pd.concat(picked, ignore_index=True)[["dataset", "image", "percentile", "rank", "images",
+                                                  f"{baseline} BIoU", f"{model} BIoU", "gain"]]
+    table.attrs["rule"] = describe_picks(percentiles, baseline, model)
+    return table
+
+
 def qualitative_grid(
     samples: Sequence,
     masks: Sequence[Mapping[str, np.ndarray]],
     boxes: Sequence[np.ndarray],
     zoom: bool = True,
     zoom_fraction: float = 0.35,
+    picks: Optional[pd.DataFrame] = None,
 ) -> Figure:
     """One row per sample: the image with its box prompt, the GT, SAM's mask, HQ-SAM's mask and, with `zoom`,
     a crop around where SAM and HQ-SAM differ most from the GT near its boundary (`zoom_window` over the error
     pixels within the boundary metric's band width of it; all error pixels if none lies there), with the GT,
-    SAM and HQ-SAM contours; its window is drawn on the full views.
+    SAM and HQ-SAM contours; its window is drawn on the full views. Masks are tinted and contours, box and window
+    drawn in GRID_MODEL_COLOURS, GT_COLOUR, BOX_COLOUR and ZOOM_COLOUR, lines over a black outline (OUTLINE) so
+    they show on any background; the legend names each colour.
 
     Arguments:
       samples (sequence of Sample): H x W x 3 uint8 images with H x W bool GT masks.
@@ -95,6 +174,8 @@ def qualitative_grid(
         from `hqsam.decoding.predict_box_masks` for `boxes`.
       boxes (sequence): per sample the x0, y0, x1, y1 box prompt (pixels) the masks came from.
       zoom_fraction (float): the zoom window's side as a fraction of the image's shorter side.
+      picks (pd.DataFrame or None): `pick_by_gain`'s rows of the samples, in their order: each row is labelled with
+        its percentile and benchmark gain, and the figure is titled with the rule (`attrs["rule"]`).
 
     Returns:
       Figure with len(samples) x (5 if zoom else 4) axes, titled with each mask's IoU and boundary IoU (%).
@@ -106,17 +187,23 @@ def qualitative_grid(
                          "mapping and one box per sample")
     if not 0 < zoom_fraction <= 1:
         raise ValueError(f"zoom_fraction must be in (0, 1], got {zoom_fraction}")
+    names = [sample.name for sample in samples]
+    if picks is not None and ("rule" not in picks.attrs or list(picks["image"]) != names):
+        raise ValueError(f"picks must be pick_by_gain's rows of the samples, in their order: they name "
+                         f"{list(picks['image'])}, the samples are {names}")
     columns = 5 if zoom else 4
     fig = Figure(figsize=(2.6 * columns, 2.8 * len(samples)), layout="constrained")
+    if picks is not None:
+        fig.suptitle(textwrap.fill(picks.attrs["rule"], width=round(11 * 2.6 * columns)), fontsize=FONT_SIZE)
     grid = fig.subplots(len(samples), columns, squeeze=False)
     for row, (sample, given, box) in enumerate(zip(samples, masks, boxes)):
         image, gt = np.asarray(sample.image), np.asarray(sample.mask, dtype=bool)
         if image.ndim != 3 or image.shape[:2] != gt.shape:
             raise ValueError(f"sample {sample.name!r}: image {image.shape} and mask {gt.shape} must be H x W x 3 and H x W")
-        missing = [name for name in MODEL_COLOURS if name not in given]
+        missing = [name for name in GRID_MODEL_COLOURS if name not in given]
         if missing:
-            raise ValueError(f"sample {sample.name!r}: no mask for {missing}; give {list(MODEL_COLOURS)}")
-        shown = {name: np.asarray(given[name], dtype=bool) for name in MODEL_COLOURS}
+            raise ValueError(f"sample {sample.name!r}: no mask for {missing}; give {list(GRID_MODEL_COLOURS)}")
+        shown = {name: np.asarray(given[name], dtype=bool) for name in GRID_MODEL_COLOURS}
         wrong = {name: mask.shape for name, mask in shown.items() if mask.shape != gt.shape}
         if wrong:
             raise ValueError(f"sample {sample.name!r}: masks {wrong} must be H x W as its GT {gt.shape}")
@@ -124,30 +211,34 @@ def qualitative_grid(
         axes = grid[row]
         show_image(axes[0], image, "image + box prompt")
         axes[0].add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False,
-                                    edgecolor=BOX_COLOUR, linewidth=2))
-        axes[0].set_ylabel(sample.name, fontsize=FONT_SIZE)
+                                    edgecolor=BOX_COLOUR, linewidth=2, path_effects=OUTLINE))
+        label = sample.name
+        if picks is not None:
+            pick = picks.iloc[row]
+            label += f"\n{_ordinal(pick['percentile'])} percentile, BIoU gain {pick['gain']:+.1f}"
+        axes[0].set_ylabel(label, fontsize=FONT_SIZE)
         show_image(axes[1], overlay(image, gt, GT_COLOUR), "ground truth")
         for column, (name, mask) in enumerate(shown.items(), start=2):
             title = f"{name}\nIoU {100 * mask_iou(gt, mask):.1f}, BIoU {100 * boundary_iou(gt, mask):.1f}"
-            show_image(axes[column], overlay(image, mask, MODEL_COLOURS[name]), title)
+            show_image(axes[column], overlay(image, mask, GRID_MODEL_COLOURS[name]), title)
         if zoom:
             errors = _boundary_errors(gt, shown.values())
             x0, y0, x1, y1 = zoom_window(errors, max(1, round(zoom_fraction * min(gt.shape))))
             crop = (slice(y0, y1), slice(x0, x1))
             show_image(axes[4], image[crop], "zoom: GT / SAM / HQ-SAM", extent=(x0 - 0.5, x1 - 0.5, y1 - 0.5, y0 - 0.5))
             for name, mask, style in (("GT", gt, "-"), ("SAM", shown["SAM"], "--"), ("HQ-SAM", shown["HQ-SAM"], "-")):
-                _contour(axes[4], mask[crop], (x0, y0), MODEL_COLOURS.get(name, GT_COLOUR), style)
+                _contour(axes[4], mask[crop], (x0, y0), GRID_MODEL_COLOURS.get(name, GT_COLOUR), style)
             for ax in (axes[0], axes[2], axes[3]):
                 ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=ZOOM_COLOUR,
-                                       linewidth=1.5, linestyle=":"))
+                                       linewidth=1.5, linestyle=":", path_effects=OUTLINE))
             for spine in axes[4].spines.values():
                 spine.set(visible=True, edgecolor=ZOOM_COLOUR, linewidth=2)
-    key = [Line2D([], [], color=BOX_COLOUR, label="box prompt"), Line2D([], [], color=GT_COLOUR, label="GT"),
-           Line2D([], [], color=MODEL_COLOURS["SAM"], linestyle="--", label="SAM"),
-           Line2D([], [], color=MODEL_COLOURS["HQ-SAM"], label="HQ-SAM")]
-    if zoom:
-        key.append(Line2D([], [], color=ZOOM_COLOUR, linestyle=":", label="zoom window"))
-    fig.legend(handles=key, loc="outside lower center", ncol=len(key), fontsize=FONT_SIZE)
+    key = [("box prompt", BOX_COLOUR, "-"), ("GT", GT_COLOUR, "-"), ("SAM", GRID_MODEL_COLOURS["SAM"], "--"),
+           ("HQ-SAM", GRID_MODEL_COLOURS["HQ-SAM"], "-")] + [("zoom window", ZOOM_COLOUR, ":")] * zoom
+    handles = [Line2D([], [], color=colour, linestyle=style, path_effects=OUTLINE,
+                      label=f"{name}: {COLOUR_NAMES[colour]}" + {"-": "", "--": ", dashed", ":": ", dotted"}[style])
+               for name, colour, style in key]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=FONT_SIZE)
     return fig
 
 
@@ -383,7 +474,14 @@ def overlay(image: np.ndarray, mask: np.ndarray, colour: str, alpha: float = 0.5
 def _contour(ax: Axes, mask: np.ndarray, origin: Tuple[int, int], colour: str, style: str) -> None:
     if mask.any() and not mask.all():
         ys, xs = np.arange(mask.shape[0]) + origin[1], np.arange(mask.shape[1]) + origin[0]
-        ax.contour(xs, ys, mask.astype(float), levels=[0.5], colors=[colour], linestyles=[style], linewidths=1.8)
+        contours = ax.contour(xs, ys, mask.astype(float), levels=[0.5], colors=[colour], linestyles=[style],
+                              linewidths=1.8)
+        contours.set_path_effects(OUTLINE)
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 def _style(ax: Axes, xlabel: str, ylabel: str, legend: bool = True) -> None:

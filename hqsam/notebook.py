@@ -23,23 +23,24 @@ from .data.hqseg44k import download_coco, download_hqseg44k
 from .decoding import MODELS, predict_box_masks
 from .download import download
 from .eval.speed import backbone_sizes
+from .figures import pick_by_gain
 from .io import atomic_write
 from .modeling import HQSam
 from .profiles import PAPER_BACKBONES, Profile, get_profile, resolve_device
 from .prompts import boxes_from_masks
 from .report import paired_bootstrap
 from .seeding import use_deterministic_algorithms
-from .toy import ensure_toy_sam, generate_toy_coco, generate_toy_scenes, generate_toy_world, read_toy_scenes
+from .toy import generate_toy_coco, generate_toy_world, loss_log_path, released_toy_sam
+from .toy.release import read_record
 from .train import fit, load_config
 
 PathLike = Union[str, Path]
 
 # Quick mode's sizes: every notebook in a few minutes on 2 CPU cores.
-QUICK_TOY_DATA = {"num_train": 60, "num_val": 6, "num_coco": 6, "num_scenes": 6, "toy_sam_steps": 40,
-                  "toy_sam_batch_size": 4}
+QUICK_TOY_DATA = {"num_train": 60, "num_val": 6, "num_coco": 6}
 QUICK_TRAINING = ("epochs=2", "lr_drop_epoch=1", "batch_size=4", "max_val_images=3", "loss_points=256")
 QUICK_EVALUATION = {"max_images": 3, "trials": 1, "speed_repeats": 2}
-QUICK_GRID_IMAGES = 2
+QUICK_GRID_DATASETS = 2
 SPEED_COLUMNS = ("fps", "params_total_mb", "params_learnable_mb", "peak_memory_gb")
 
 
@@ -89,21 +90,17 @@ def save_speed(paths: Profile, speed: Dict[str, Dict[str, float]], model: HQSam,
     return path
 
 
-def prepare_data(
-    paths: Profile, quick: bool = False, mirror: Optional[str] = None, num_train: int = 600, num_val: int = 40,
-    num_coco: int = 40, num_scenes: int = 300, toy_sam_steps: int = 2000, toy_sam_batch_size: int = 8,
-) -> list:
+def prepare_data(paths: Profile, quick: bool = False, mirror: Optional[str] = None, num_train: int = 600,
+                 num_val: int = 40, num_coco: int = 40) -> list:
     """Make or download the profile's inputs, and return every source the data validation report reads.
 
-    toy: the toy world (`num_train` training images, `num_val` per validation set), its COCO-format set
-    (`num_coco` images) and the toy SAM's multi-object training scenes (`num_scenes`), then the toy SAM, trained
-    for `toy_sam_steps` unless its checkpoint has that provenance (`ensure_toy_sam`); quick mode's sizes are
-    QUICK_TOY_DATA. paper: SAM's and
-    HQ-SAM's checkpoints, HQSeg-44K and COCO val2017, from the official addresses or `mirror` (a base URL).
+    toy: the toy world (`num_train` training images, `num_val` per validation set) and its COCO-format set
+    (`num_coco` images), quick mode's sizes being QUICK_TOY_DATA; the released toy SAM is checked by its digest
+    (`hqsam.toy.released_toy_sam`). paper: SAM's and HQ-SAM's checkpoints, HQSeg-44K and COCO val2017, from the
+    official addresses or `mirror` (a base URL).
 
     Returns:
-      list: the layout's sources (`hqsam.data.read_layout`), then, for the toy, the toy SAM's training scenes, one
-        sample per object.
+      list: the layout's sources (`hqsam.data.read_layout`).
     """
     layout = LAYOUTS[paths.layout]
     if paths.name == "paper":
@@ -112,15 +109,16 @@ def prepare_data(
         download_hqseg44k(paths.data_root, base_url=mirror, downloads_dir=paths.downloads)
         download_coco(paths.coco_root, base_url=mirror, downloads_dir=paths.downloads)
         return read_layout(paths.data_root, layout)
-    sizes = QUICK_TOY_DATA if quick else dict(num_train=num_train, num_val=num_val, num_coco=num_coco,
-                                              num_scenes=num_scenes, toy_sam_steps=toy_sam_steps,
-                                              toy_sam_batch_size=toy_sam_batch_size)
+    sizes = QUICK_TOY_DATA if quick else dict(num_train=num_train, num_val=num_val, num_coco=num_coco)
     generate_toy_world(paths.data_root, num_train=sizes["num_train"], num_val=sizes["num_val"])
     generate_toy_coco(paths.data_root, num_images=sizes["num_coco"])
-    scenes = generate_toy_scenes(paths.data_root, num_images=sizes["num_scenes"])
-    ensure_toy_sam(paths.data_root, paths.sam_checkpoint, scenes=scenes, steps=sizes["toy_sam_steps"],
-                   batch_size=sizes["toy_sam_batch_size"])
-    return read_layout(paths.data_root, layout) + [read_toy_scenes(scenes)]
+    released_toy_sam(paths.sam_checkpoint)
+    return read_layout(paths.data_root, layout)
+
+
+def toy_sam_losses(paths: Profile) -> Tuple[dict, pd.DataFrame]:
+    """The released toy SAM's record (`hqsam.toy.release`) and its per-step training losses, indexed by step."""
+    return read_record(paths.sam_checkpoint), pd.read_csv(loss_log_path(paths.sam_checkpoint)).set_index("step")
 
 
 def training_overrides(
@@ -197,12 +195,25 @@ def speed_table(speed: Dict[str, Dict[str, float]]) -> pd.DataFrame:
     return pd.DataFrame({name: {column: speed[name][column] for column in SPEED_COLUMNS} for name in MODELS}).T
 
 
-def grid_samples(paths: Profile, quick: bool = False, count: Optional[int] = None) -> list:
-    """The first sample of each validation dataset, `count` of them at most (None: all; QUICK_GRID_IMAGES in quick
-    mode): the qualitative grid's rows."""
+def grid_samples(paths: Profile, rows: pd.DataFrame, quick: bool = False,
+                 count: Optional[int] = None) -> Tuple[list, pd.DataFrame]:
+    """The qualitative grid's rows: `hqsam.figures.pick_by_gain` of the HQ benchmark's per-image rows (`rows`,
+    notebook 04's hq_rows.csv) for their first `count` datasets (None: all; QUICK_GRID_DATASETS in quick mode), up
+    to 3 images each, and the profile's validation samples they name, in their order.
+
+    Returns:
+      (samples, picks): the samples, and `pick_by_gain`'s table of them (`hqsam.figures.qualitative_grid`'s
+        `picks`). ValueError names any picked image the validation data lack (rerun notebook 04).
+    """
     _check_counts(grid_images=count)
+    datasets = list(dict.fromkeys(rows["dataset"]))[: QUICK_GRID_DATASETS if quick else count]
+    picks = pick_by_gain(rows, datasets=datasets)
     sources = read_layout(paths.data_root, LAYOUTS[paths.layout], split="val")
-    return [source[0] for source in sources][: QUICK_GRID_IMAGES if quick else count]
+    found = {f"{source.name}/{stem}": (source, index) for source in sources for index, stem in enumerate(source.stems)}
+    unknown = [image for image in picks["image"] if image not in found]
+    if unknown:
+        raise ValueError(f"the results name images the validation data lack: {unknown}; rerun notebook 04")
+    return [source[index] for source, index in map(found.get, picks["image"])], picks
 
 
 def gt_box_masks(model: HQSam, samples: Sequence) -> Tuple[List[Dict[str, np.ndarray]], List[np.ndarray]]:
@@ -233,6 +244,7 @@ class Results(NamedTuple):
     coco: pd.DataFrame  # by model: AP, ..., AP_B
     speed: Dict[str, Dict[str, float]]  # hqsam.eval.measure_speed's
     intervals: Dict[str, pd.DataFrame]  # "hq", "box_noise", "points": hqsam.report.paired_bootstrap of the rows
+    hq_rows: pd.DataFrame  # the HQ benchmark's per-image rows (dataset, image, model, iou, biou)
     made: dict  # the provenance they share (hqsam.provenance.combined)
 
 
@@ -240,7 +252,8 @@ def read_results(paths: Profile) -> Results:
     """Read notebook 04's results from results/<profile>/, checked to come from one model, one dataset, one
     precision, device and image limit (a ValueError names two files that do not, and says to rerun notebook 04),
     with the bootstrap intervals and win counts of their per-image rows, which are saved beside them as
-    <name>_bootstrap.csv with the same provenance."""
+    <name>_bootstrap.csv with the same provenance, and the HQ benchmark's per-image rows (the qualitative grid's
+    picks, `grid_samples`)."""
     files = {name: paths.results / file for name, file in RESULTS.items()}
     made = provenance.combined("tables", list(files.values()))
     rows = {name: pd.read_csv(files[f"{name}_rows"]) for name in ("hq", "noise", "points")}
@@ -251,7 +264,7 @@ def read_results(paths: Profile) -> Results:
     return Results(
         pd.read_csv(files["hq_summary"], index_col=0), pd.read_csv(files["noise_summary"], index_col=[0, 1]),
         pd.read_csv(files["points_summary"], index_col=[0, 1, 2]), pd.read_csv(files["coco"], index_col=0),
-        json.loads(files["speed"].read_text()), intervals, made,
+        json.loads(files["speed"].read_text()), intervals, rows["hq"], made,
     )
 
 

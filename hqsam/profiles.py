@@ -3,8 +3,8 @@
 
 `paper` is the published setting: the released SAM and HQ-SAM checkpoints of a ViT backbone (ViT-L, as in the
 paper's tables, unless another is asked for), HQSeg-44K extracted in the release's tree, COCO val2017 with a
-detector's boxes. `toy` is the CPU miniature: the toy world, the toy SAM trained here, and its HQ-SAM trained
-by the toy run. Everything else (the training configs, `hqsam eval`, the notebooks, `make reproduce`,
+detector's boxes. `toy` is the CPU miniature: the toy world, the toy SAM released with the package (TOY_SAM,
+`hqsam.toy.release`), and its HQ-SAM trained by the toy run. Everything else (the training configs, `hqsam eval`, the notebooks, `make reproduce`,
 `hqsam download-data`) asks this module instead of spelling paths out.
 """
 
@@ -19,19 +19,20 @@ from .download import REGISTRY
 PROFILES = ("toy", "paper")
 PAPER_BACKBONES = ("vit_b", "vit_l", "vit_h")
 QUICK_DIR = ".quick"  # quick (CI) runs keep their files apart, so they never stand in for full ones
+TOY_SAM = Path(__file__).resolve().parent / "toy" / "sam_toy.pth"  # shipped, read-only: hqsam.toy.release
 
 PathLike = Union[str, Path]
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A profile's settings; every path is under the root it was made for."""
+    """A profile's settings; every path is under the root it was made for, but the toy profile's SAM (TOY_SAM)."""
 
     name: str
     model_type: str  # the backbone: "toy", or "vit_b" / "vit_l" / "vit_h"
     layout: str  # the dataset layout (hqsam.data.layout.LAYOUTS)
     data_root: Path  # the toy world, or HQSeg-44K extracted
-    checkpoints: Path  # downloaded (or, for the toy, trained) checkpoints
+    checkpoints: Path  # downloaded checkpoints (the toy's SAM is shipped, its HQ-SAM trained)
     downloads: Path  # downloaded archives (the toy downloads none; its folder is its own all the same)
     sam_checkpoint: Path  # the frozen SAM that HQ-SAM trains on
     hq_checkpoint: Path  # the HQ-SAM evaluated: the toy run's export, or the released checkpoint
@@ -72,7 +73,7 @@ def get_profile(
         coco, runs = root / "data/toy/toy_coco", root / "runs/toy"
         return Profile(
             "toy", "toy", "toy", root / "data/toy", runs / "checkpoints", runs / "downloads",
-            runs / "checkpoints/sam_toy.pth", runs / "train/sam_hq_toy.pth", runs / "train",
+            TOY_SAM, runs / "train/sam_hq_toy.pth", runs / "train",
             root / "results/toy", root / "figures/toy", runs / "notebooks",
             coco, coco / "images", coco / "instances.json", coco / "detections.json",
         )

@@ -1,3 +1,8 @@
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,17 +11,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
+from PIL import Image
 
 from hqsam import HQSam, build_hqsam
 from hqsam.data.sources import Sample
 from hqsam.decoding import predict_box_masks
 from hqsam.figures import (
+    BOX_COLOUR,
+    GRID_MODEL_COLOURS,
+    GT_COLOUR,
     MODEL_COLOURS,
+    OUTLINE,
+    OUTLINE_COLOUR,
+    ZOOM_COLOUR,
     box_noise_curve,
+    describe_picks,
     overlay,
+    pick_by_gain,
     points_curve,
     qualitative_grid,
     save_figure,
@@ -25,6 +40,7 @@ from hqsam.figures import (
 )
 from hqsam.eval import summarize
 from hqsam.metrics import boundary_iou, mask_iou
+from hqsam.notebook import grid_samples
 from hqsam.prompts import boxes_from_masks
 from hqsam.report import paired_bootstrap
 
@@ -140,13 +156,149 @@ def test_qualitative_grid_draws_the_masks_it_is_given():
     assert plain.axes[3].get_title() == "HQ-SAM\nIoU 100.0, BIoU 100.0"
     assert plain.axes[2].get_title().startswith(f"SAM\nIoU {100 * mask_iou(exact, shifted):.1f}")
     for ax, (name, mask) in zip(plain.axes[2:], (("SAM", shifted), ("HQ-SAM", exact))):
-        np.testing.assert_array_equal(ax.images[0].get_array(), overlay(sample.image, mask, MODEL_COLOURS[name]))
+        np.testing.assert_array_equal(ax.images[0].get_array(), overlay(sample.image, mask, GRID_MODEL_COLOURS[name]))
     with pytest.raises(ValueError, match="one mapping and one box per sample"):
         qualitative_grid([sample, sample], [{"SAM": exact, "HQ-SAM": exact}] * 2, [np.array([0, 0, 5, 5])])
     with pytest.raises(ValueError, match=r"no mask for \['HQ-SAM'\]"):
         qualitative_grid([sample], [{"SAM": exact}], [np.array([0, 0, 5, 5])])
     with pytest.raises(ValueError, match="must be H x W as its GT"):
         qualitative_grid([sample], [{"SAM": exact, "HQ-SAM": exact[:-1]}], [np.array([0, 0, 5, 5])])
+
+
+def _hq_rows(scores) -> pd.DataFrame:
+    # HQ benchmark rows from {image: (SAM biou, HQ-SAM biou)}, the dataset the image name's prefix.
+    return pd.DataFrame([{"dataset": image.split("/")[0], "image": image, "model": model, "iou": 0.9, "biou": biou}
+                         for image, pair in scores.items() for model, biou in zip(("SAM", "HQ-SAM"), pair)])
+
+
+def test_pick_by_gain_takes_the_nearest_rank_percentiles_of_the_gain():
+    rng = np.random.default_rng(3)
+    sizes = {"COIFT": 7, "DIS5K-VD": 10, "HRSOD": 4}
+    rows = _hq_rows({f"{name}/{i:02d}": tuple(rng.random(2)) for name, size in sizes.items() for i in range(size)})
+    rows = pd.concat([rows, rows.assign(model="other", biou=0.0)]).sample(frac=1, random_state=0)  # others left out
+    picks = pick_by_gain(rows, datasets=["DIS5K-VD", "COIFT"])
+    assert list(picks.columns) == ["dataset", "image", "percentile", "rank", "images", "SAM BIoU", "HQ-SAM BIoU", "gain"]
+    assert picks.attrs["rule"] == describe_picks()
+    assert list(picks["dataset"]) == ["DIS5K-VD"] * 3 + ["COIFT"] * 3 and list(picks["percentile"]) == [25, 50, 75] * 2
+    for name in ("DIS5K-VD", "COIFT"):
+        mine = rows[(rows["dataset"] == name) & (rows["model"] != "other")].pivot(index="image", columns="model",
+                                                                                   values="biou")
+        gains = 100 * mine["HQ-SAM"] - 100 * mine["SAM"]
+        for _, pick in picks[picks["dataset"] == name].iterrows():
+            expected = np.percentile(gains.to_numpy(), pick["percentile"], method="inverted_cdf")  # nearest rank
+            assert pick["image"] == gains.index[gains.to_numpy() == expected].item()
+            assert pick["gain"] == pytest.approx(expected) and pick["images"] == sizes[name]
+            assert pick["SAM BIoU"] == pytest.approx(100 * mine.loc[pick["image"], "SAM"])
+    assert list(pick_by_gain(rows)["dataset"].unique()) == list(dict.fromkeys(rows["dataset"]))
+
+
+def test_pick_by_gain_breaks_ties_by_image_name_and_shows_an_image_once():
+    # Gains (in points): b, d and a tie at 0, c gains 50; in rank order a, b, d, c.
+    rows = _hq_rows({"D/d": (0.5, 0.5), "D/c": (0.25, 0.75), "D/b": (0.75, 0.75), "D/a": (0.25, 0.25),
+                     "E/only": (0.5, 0.25), "F/x": (0.5, 1.0), "F/y": (0.25, 0.75)})
+    picks = pick_by_gain(rows)
+    assert list(picks["image"]) == ["D/a", "D/b", "D/d", "E/only", "F/x", "F/y"]
+    assert list(picks["rank"]) == [1, 2, 3, 1, 1, 2]
+    # One image: picked once, at the 25th; two (tied at 50, F/x first by name): ranks 1, 1, 2.
+    assert list(picks["percentile"]) == [25, 50, 75, 25, 25, 75]
+    assert list(picks["gain"]) == [0, 0, 0, -25, 50, 50]
+    assert list(pick_by_gain(rows.iloc[::-1], datasets=["D", "E", "F"])["image"]) == list(picks["image"])
+    assert list(pick_by_gain(rows, percentiles=[100, 0], datasets=["D"])["image"]) == ["D/a", "D/c"]
+
+
+def test_pick_by_gain_pairs_every_image_or_names_the_unpaired():
+    rows = _hq_rows({f"D/{i}": (0.5, 0.6) for i in range(4)})
+    alone = rows.drop(rows.index[(rows["image"] == "D/2") & (rows["model"] == "HQ-SAM")])
+    with pytest.raises(ValueError, match=r"D/2.*has no HQ-SAM rows"):
+        pick_by_gain(alone)
+    with pytest.raises(ValueError, match=r"no rows for the datasets \['E'\]"):
+        pick_by_gain(rows, datasets=["E"])
+    with pytest.raises(ValueError, match="lacks the columns"):
+        pick_by_gain(rows.drop(columns="biou"))
+    for bad in ([], [101], [25.5]):
+        with pytest.raises(ValueError, match="percentiles must be integers"):
+            pick_by_gain(rows, percentiles=bad)
+
+
+def test_the_rule_is_stated_in_the_caption_and_the_notebook():
+    rule = describe_picks()
+    assert "25th, 50th and 75th percentiles of HQ-SAM's boundary-IoU gain over SAM" in rule
+    assert "equal gains by image name" in rule and "ceil(p n / 100)" in rule
+    assert describe_picks([50]).startswith("Examples picked per dataset: the images at the 50th percentile of")
+    samples = [_sample(0), _sample(3)]
+    rows = _hq_rows({"toy/0": (0.5, 0.7), "toy/3": (0.5, 0.6)})
+    picks = pick_by_gain(rows)  # toy/3 (gain 10) at the 25th, toy/0 (20) at the 75th
+    box = np.array([2, 2, 30, 38])
+    fig = qualitative_grid([samples[1], samples[0]], [{"SAM": s.mask, "HQ-SAM": s.mask} for s in samples], [box] * 2,
+                           picks=picks)
+    assert fig.get_suptitle().replace("\n", " ") == rule
+    assert fig.axes[0].get_ylabel() == "toy/3\n25th percentile, BIoU gain +10.0"
+    assert fig.axes[5].get_ylabel() == "toy/0\n75th percentile, BIoU gain +20.0"
+    assert not qualitative_grid(samples, [{"SAM": s.mask, "HQ-SAM": s.mask} for s in samples], [box] * 2).get_suptitle()
+    with pytest.raises(ValueError, match="picks must be pick_by_gain's rows of the samples"):
+        qualitative_grid(samples, [{"SAM": s.mask, "HQ-SAM": s.mask} for s in samples], [box] * 2, picks=picks)
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks/05_tables_and_figures.ipynb").read_text())
+    code = "".join(line for cell in notebook["cells"] if cell["cell_type"] == "code" for line in cell["source"])
+    assert "qualitative_grid(samples, masks, boxes, picks=picks)" in code
+    assert "display(Markdown(f\"**qualitative_grid**: {picks.attrs['rule']}\"))" in code
+
+
+def test_grid_samples_reads_the_picked_images(tmp_path):
+    # The toy layout's four validation folders, three 8 x 8 pairs each.
+    rng = np.random.default_rng(0)
+    for folder in ("dis", "coift", "hrsod", "thin"):
+        for kind in ("im", "gt"):
+            (tmp_path / "toy" / folder / kind).mkdir(parents=True)
+        for stem in ("a", "b", "c"):
+            Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / f"toy/{folder}/im/{stem}.jpg")
+            Image.fromarray(np.eye(8, dtype=np.uint8) * 255).save(tmp_path / f"toy/{folder}/gt/{stem}.png")
+    rows = _hq_rows({f"{name}/{stem}": (0.5, gain) for name in ("Toy-COIFT", "Toy-Thin", "Toy-DIS")
+                     for stem, gain in zip("cab", (0.9, 0.6, 0.7))})
+    paths = SimpleNamespace(data_root=tmp_path, layout="toy")
+    samples, picks = grid_samples(paths, rows, count=2)
+    assert [sample.name for sample in samples] == list(picks["image"]) == [
+        f"{name}/{stem}" for name in ("Toy-COIFT", "Toy-Thin") for stem in "abc"]
+    assert [sample.name for sample in grid_samples(paths, rows, quick=True)[0]] == [s.name for s in samples]
+    with pytest.raises(ValueError, match=r"lack: \['Toy-DIS/z'\]; rerun notebook 04"):
+        grid_samples(paths, rows.replace("Toy-DIS/b", "Toy-DIS/z"), count=3)
+
+
+def _luminance(colour) -> float:
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in to_rgb(colour)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_contours_are_outlined_and_show_on_any_background():
+    # Against every background luminance, the line or its outline keeps WCAG's 3:1 contrast for graphics.
+    for colour in (*GRID_MODEL_COLOURS.values(), GT_COLOUR, BOX_COLOUR, ZOOM_COLOUR):
+        for background in np.linspace(0, 1, 101):
+            contrast = [(max(lum, background) + 0.05) / (min(lum, background) + 0.05)
+                        for lum in (_luminance(colour), _luminance(OUTLINE_COLOUR))]
+            assert max(contrast) >= 3, (colour, background)
+    sample = _sample(0)
+    masks = {"SAM": np.roll(sample.mask, 3, axis=1), "HQ-SAM": np.roll(sample.mask, -2, axis=0)}
+    for background, shown in ((GRID_MODEL_COLOURS["SAM"], [OUTLINE_COLOUR]),
+                              ("#000000", [*GRID_MODEL_COLOURS.values(), GT_COLOUR])):
+        image = np.broadcast_to(np.array([int(background[i:i + 2], 16) for i in (1, 3, 5)], np.uint8), (40, 40, 3))
+        fig = qualitative_grid([Sample(image.copy(), sample.mask, "plain")], [masks], [np.array([2, 2, 30, 38])],
+                               zoom_fraction=1.0)
+        zoomed = fig.axes[4]
+        assert len(zoomed.collections) == 3 and all(c.get_path_effects() == OUTLINE for c in zoomed.collections)
+        assert all(patch.get_path_effects() == OUTLINE for ax in fig.axes for patch in ax.patches)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(int)
+        x0, y0, x1, y1 = zoomed.get_window_extent().extents
+        height = pixels.shape[0]  # the zoom panel's pixels, 3 in from its magenta frame
+        inside = pixels[math.ceil(height - y1) + 3: int(height - y0) - 3, math.ceil(x0) + 3: int(x1) - 3]
+        for colour in shown:  # drawn where the background would hide it: the outline on red, the lines on black
+            target = np.array([round(255 * c) for c in to_rgb(colour)])
+            assert (np.abs(inside - target).max(axis=-1) < 40).any(), (background, colour)
+    legend = fig.legends[0]
+    assert [text.get_text() for text in legend.get_texts()] == [
+        "box prompt: gold", "GT: green", "SAM: red, dashed", "HQ-SAM: blue", "zoom window: magenta, dotted"]
+    assert [handle.get_color() for handle in legend.legend_handles] == [
+        BOX_COLOUR, GT_COLOUR, GRID_MODEL_COLOURS["SAM"], GRID_MODEL_COLOURS["HQ-SAM"], ZOOM_COLOUR]
 
 
 def test_box_noise_curve_plots_the_summary_and_the_paper():

@@ -18,7 +18,7 @@ from hqsam import HQSamPredictor, build_hqsam
 from hqsam.data.sources import Sample
 from hqsam.notebook import (QUICK_TRAINING, coco_inputs, evaluation_settings, gt_box_masks, setup, train_hqsam,
                             training_overrides)
-from hqsam.profiles import PAPER_BACKBONES, PROFILES, get_profile
+from hqsam.profiles import PAPER_BACKBONES, PROFILES, TOY_SAM, get_profile
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -122,7 +122,9 @@ def test_papermill_reads_every_parameter(notebook):
 
 
 def _path_fields(profile) -> dict:
-    return {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile) if isinstance(getattr(profile, f.name), Path)}
+    """The profile's paths, but the toy SAM: shipped with the package, read only, the same for every toy run."""
+    return {f.name: getattr(profile, f.name) for f in dataclasses.fields(profile)
+            if isinstance(getattr(profile, f.name), Path) and getattr(profile, f.name) != TOY_SAM}
 
 
 def _shared_paths(one, other) -> list:
@@ -134,7 +136,8 @@ def _shared_paths(one, other) -> list:
 
 def test_profiles_keep_their_files_apart():
     """No path of a profile is, holds or lies in a path of another profile, or of its own quick (or full) runs:
-    no run reads another's inputs or overwrites its outputs. Every path is under the root."""
+    no run reads another's inputs or overwrites its outputs. Every path is under the root, but the toy SAM, which
+    the package ships (read only)."""
     root = Path("r")
     runs = {(name, quick, model_type): get_profile(name, root, quick, model_type)
             for name, model_types in (("toy", [None]), ("paper", PAPER_BACKBONES)) for model_type in model_types
@@ -142,7 +145,9 @@ def test_profiles_keep_their_files_apart():
     assert {profile.name for profile in runs.values()} == set(PROFILES)
     for profile in runs.values():
         fields = _path_fields(profile)
-        assert {"data_root", "checkpoints", "downloads", "sam_checkpoint", "hq_checkpoint", "train_dir", "results",
+        assert profile.name == "toy" or "sam_checkpoint" in fields
+        assert (profile.sam_checkpoint == TOY_SAM) == (profile.name == "toy")
+        assert {"data_root", "checkpoints", "downloads", "hq_checkpoint", "train_dir", "results",
                 "figures", "notebooks", "coco_root", "coco_images", "coco_annotations", "coco_detections"} <= set(fields)
         assert all(root in path.parents for path in fields.values())
     for (one, other) in itertools.combinations(runs, 2):

@@ -11,10 +11,10 @@ from ..train.loop import fit, start_process
 
 def _run_train_command(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.overrides)
-    if config.profile == "toy" and not config.own_data_only:  # the toy world and the toy SAM, made once
+    if config.profile == "toy" and not config.own_data_only:  # the toy world, made once, and the toy SAM checked
         process = start_process(config.device)
         if process.main:
-            prepare_toy(config.data_root, config.sam_checkpoint, progress=config.progress)
+            prepare_toy(config.data_root, config.sam_checkpoint)
         if process.world > 1:
             dist.barrier()
     result = fit(config, resume=args.resume, force=args.force)

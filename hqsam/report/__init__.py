@@ -6,10 +6,12 @@ intervals and win counts over images.
 """
 
 from .compare import (
+    ABLATION_QUANTITIES,
     BACKBONE_QUANTITIES,
     COMPUTE_QUANTITIES,
     METRICS,
     TOY_NOTE,
+    compare_ablations,
     compare_backbones,
     compare_box_noise,
     compare_compute,
@@ -19,11 +21,11 @@ from .compare import (
 )
 from .paper import DATASET_ALIASES, FIGURE5_DATASETS, PAPER_DATASETS, paper_table, paper_table_names
 from .render import flatten, to_latex, to_markdown, write_table
-from .uncertainty import gain_columns, paired_bootstrap
+from .uncertainty import gain_columns, paired_bootstrap, paired_images
 
 __all__ = [
-    "BACKBONE_QUANTITIES", "COMPUTE_QUANTITIES", "DATASET_ALIASES", "FIGURE5_DATASETS", "METRICS", "PAPER_DATASETS",
-    "TOY_NOTE", "compare_backbones", "compare_box_noise", "compare_compute", "compare_hq_datasets", "compare_points",
-    "flatten", "gain_columns", "model_gains", "paired_bootstrap", "paper_table", "paper_table_names", "to_latex",
-    "to_markdown", "write_table",
+    "ABLATION_QUANTITIES", "BACKBONE_QUANTITIES", "COMPUTE_QUANTITIES", "DATASET_ALIASES", "FIGURE5_DATASETS", "METRICS", "PAPER_DATASETS",
+    "TOY_NOTE", "compare_ablations", "compare_backbones", "compare_box_noise", "compare_compute", "compare_hq_datasets", "compare_points",
+    "flatten", "gain_columns", "model_gains", "paired_bootstrap", "paired_images", "paper_table", "paper_table_names",
+    "to_latex", "to_markdown", "write_table",
 ]

@@ -185,6 +185,51 @@ def compare_backbones(
     return _compare(ours, paper, list(BACKBONE_QUANTITIES.values()), notes, toy="toy" in backbones)
 
 
+ABLATION_QUANTITIES = {"hq4 mIoU": "hq4_miou", "hq4 mBIoU": "hq4_mbiou", "COCO AP": "coco_ap", "COCO AP_B": "coco_ap_b"}
+
+
+def compare_ablations(summary: pd.DataFrame, paper_name: str, labels: Mapping[str, str], toy: bool,
+                      margin: Optional[str] = None) -> pd.DataFrame:
+    """Our ablation models beside one of the paper's ablation tables (Table 3 or 4).
+
+    Arguments:
+      summary (pd.DataFrame): indexed by our model name, columns among ABLATION_QUANTITIES' keys (a quantity the
+        paper's table lacks is left out), and, with `margin`, the columns "<margin>", "<margin> 95% CI" and
+        "<margin> wins" (our models only).
+      paper_name (str): the paper's table, e.g. "table3_hq_features_ablation" (`paper_table`); its first column
+        names the rows.
+      labels (mapping): our model names, in the table's order, to the paper's row labels.
+      toy (bool): our numbers come from the toy profile (the caption says so).
+
+    Returns:
+      pd.DataFrame indexed by "<paper label> [<our name>]" (or the label alone when they are the same), columns
+        (quantity, kind) as the other comparisons, then (margin, "ours"), (margin 95% CI, "ours") and (margin
+        wins, "ours").
+    """
+    missing = [name for name in labels if name not in summary.index]
+    if missing:
+        raise ValueError(f"the summary has no rows {missing}; its rows are {list(summary.index)}")
+    paper = paper_table(paper_name)
+    paper = paper.set_index(paper.columns[0]).rename(columns={v: k for k, v in ABLATION_QUANTITIES.items()})
+    unknown = sorted(set(labels.values()) - set(paper.index))
+    if unknown:
+        raise ValueError(f"{paper_name} has no rows {unknown}; its rows are {list(paper.index)}")
+    quantities = [q for q in ABLATION_QUANTITIES if q in paper.columns and q in summary.columns]
+    index = pd.Index([label if label == name else f"{label} [{name}]" for name, label in labels.items()],
+                     name="model")
+    ours = summary.loc[list(labels), quantities].set_axis(index)
+    table = _compare(ours, paper.loc[list(labels.values())].set_axis(index), quantities,
+                     [f"Our ablation models beside the paper's {paper_name.split('_')[0].replace('table', 'Table ')} "
+                      "(ViT-L), each trained by the same recipe and evaluated by the same protocol; [name]: our "
+                      "variant (hqsam train variant=NAME)."], toy)
+    if margin is not None:
+        for suffix in ("", " 95% CI", " wins"):
+            table[(f"{margin}{suffix}", "ours")] = summary.loc[list(labels), f"{margin}{suffix}"].to_numpy()
+        table.attrs["caption"] += (f" {margin}: HQ-SAM's boundary mIoU minus the row's, with its 95% paired "
+                                   "bootstrap interval over images and the images HQ-SAM scores above it.")
+    return table
+
+
 COMPUTE_QUANTITIES = ("learnable MB", "FPS", "memory GB", "FPS % of SAM")
 
 

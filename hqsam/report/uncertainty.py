@@ -51,16 +51,8 @@ def paired_bootstrap(
         raise ValueError(f"need resamples >= 1 and 0 < level < 1, got resamples={resamples}, level={level}")
     names = list(datasets) if datasets is not None else list(dict.fromkeys(rows["dataset"]))
     models = [baseline, model]
-    paired = rows[rows["model"].isin(models) & rows["dataset"].isin(names)]
-    keys = [*by, "dataset", "image"]
     metrics = [metric for metric, _ in METRIC_LABELS]
-    # One row per (setting, dataset, image), columns (model, metric): trials averaged, x100.
-    images = paired.groupby([*keys, "model"])[metrics].mean().mul(100).unstack("model").swaplevel(axis=1)
-    images = images.reindex(columns=pd.MultiIndex.from_product([models, metrics]))
-    lacking = [f"{key} has no {name} rows" for name in models for key in images.index[images[name].isna().all(axis=1)]]
-    if lacking or images.empty:
-        shown = "; ".join(lacking[:5]) + (f"; and {len(lacking) - 5} more" if len(lacking) > 5 else "")
-        raise ValueError(f"every image needs rows of both {baseline} and {model}: {shown or 'there are no rows'}")
+    images = paired_images(rows[rows["dataset"].isin(names)], [*by, "dataset", "image"], models)
     quantiles = [(1 - level) / 2, (1 + level) / 2]
     records = []
     for setting, frame in images.groupby(level=by) if by else [((), images)]:
@@ -95,6 +87,25 @@ def paired_bootstrap(
     table.index = pd.MultiIndex.from_tuples(table.index, names=[*by, "dataset", "metric"])
     table.attrs = {**rows.attrs, "level": level, "resamples": resamples, "seed": seed, "models": (baseline, model)}
     return table
+
+
+def paired_images(rows: pd.DataFrame, keys: Sequence[str], models: Sequence[str]) -> pd.DataFrame:
+    """Per-image rows paired by image: one row per value of the `keys` columns (e.g. dataset, image), columns
+    (model, metric) for each of `models` and metric "iou" and "biou", each the mean of its rows (its trials), x100.
+    Rows of other models are left out; the rows must have the `keys`, "model", "iou" and "biou" columns.
+
+    ValueError, naming the first 5 and counting the rest, if an image lacks rows of one of `models`, or if there are
+    no rows of them at all.
+    """
+    metrics = [metric for metric, _ in METRIC_LABELS]
+    paired = rows[rows["model"].isin(models)]
+    images = paired.groupby([*keys, "model"])[metrics].mean().mul(100).unstack("model").swaplevel(axis=1)
+    images = images.reindex(columns=pd.MultiIndex.from_product([list(models), metrics]))
+    lacking = [f"{key} has no {name} rows" for name in models for key in images.index[images[name].isna().all(axis=1)]]
+    if lacking or images.empty:
+        shown = "; ".join(lacking[:5]) + (f"; and {len(lacking) - 5} more" if len(lacking) > 5 else "")
+        raise ValueError(f"every image needs rows of {' and '.join(models)}: {shown or 'there are no rows'}")
+    return images
 
 
 def gain_columns(intervals: pd.DataFrame, digits: int = 1) -> pd.DataFrame:

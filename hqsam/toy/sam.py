@@ -3,10 +3,10 @@
 No SAM weights can be had offline, so the toy profile first trains every part of a small SAM (encoder, prompt
 encoder, decoder) on single objects and multi-object scenes with box, point and mask prompts, supervised only with
 coarse masks (the GT at the decoder's low-res grid or coarser, as SAM's own training masks are), and saves it as a
-plain SAM checkpoint. From then on it is frozen and treated exactly like a released SAM.
+plain SAM checkpoint. The package ships one such checkpoint (`hqsam.toy.release`, made by `make toy-sam`), frozen
+and treated exactly like a released SAM.
 """
 
-import inspect
 import math
 import time
 from pathlib import Path
@@ -21,13 +21,13 @@ from .. import provenance
 from ..build import build_hqsam
 from ..checkpoint import is_hq_parameter, save_state_dict
 from ..data.layout import TOY_LAYOUT
-from ..data.sources import missing_sources, read_layout
+from ..data.sources import read_layout
 from ..seeding import keyed_generator
 from ..train.examples import TrainingExamples, collate, epoch_batches
 from ..train.head import embed_prompts, in_example_order
 from ..train.logs import CsvLog
 from ..train.loss import dense_mask_loss
-from .world import SCENES_DIR, generate_toy_scenes, generate_toy_world, read_toy_scenes
+from .world import read_toy_scenes
 
 PathLike = Union[str, Path]
 # The clicks' stream: a string part keeps these keys apart from the training examples' all-integer ones.
@@ -149,38 +149,3 @@ def toy_sam_provenance(data_root: PathLike, scenes: Optional[PathLike], **settin
     if scenes is not None:
         sources.append(read_toy_scenes(scenes))
     return provenance.describe("toy_sam", {"data": provenance.data_identity(sources)}, settings, __name__)
-
-
-def ensure_toy_sam(data_root: PathLike, output: PathLike, progress: bool = True, scenes: Optional[PathLike] = None,
-                   **settings: float) -> Path:
-    """The toy SAM at `output`: kept if it has the provenance that `train_toy_sam` with these arguments (`settings`:
-    steps, batch_size, coarse_size, lr, seed) would give it (the same data, settings and code), else trained (again,
-    saying why)."""
-    output = Path(output)
-    if output.exists():
-        call = inspect.signature(train_toy_sam).bind(data_root, output, **settings)
-        call.apply_defaults()
-        wanted = {key: call.arguments[key] for key in ("steps", "batch_size", "coarse_size", "lr", "seed")}
-        changed = provenance.differences(provenance.read_provenance(output),
-                                         toy_sam_provenance(data_root, scenes, **wanted))
-        if not changed:
-            print(f"toy SAM: {output} is up to date (the same data, settings and code)")
-            return output
-        print(f"toy SAM: {output} was made otherwise ({'; '.join(changed[:3])}): training it again")
-    return train_toy_sam(data_root, output, progress=progress, scenes=scenes, **settings)
-
-
-def prepare_toy(data_root: PathLike, sam_checkpoint: PathLike, progress: bool = True) -> None:
-    """Make the toy profile's inputs if they are missing (`hqsam train --config toy`): the toy world and its SAM
-    training scenes (default sizes), then the toy SAM.
-
-    A toy world or toy SAM already there is used as it is, whatever made it (the SAM's provenance is recorded by
-    the training run); notebook 01, which owns them, trains the toy SAM again when its provenance changes
-    (`ensure_toy_sam`)."""
-    if missing_sources(data_root, TOY_LAYOUT):
-        generate_toy_world(data_root)
-    if not Path(sam_checkpoint).exists():
-        scenes = Path(data_root) / SCENES_DIR
-        if not scenes.exists():
-            generate_toy_scenes(data_root)
-        train_toy_sam(data_root, sam_checkpoint, progress=progress, scenes=scenes)
