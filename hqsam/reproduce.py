@@ -6,7 +6,8 @@ under --root, under .quick/ for --quick), holds what it ran with, as SHA-256 dig
   notebook    its cells' sources (not their outputs)
   parameters  the values it was given
   files       each package file it runs: the hqsam modules its code cells import (found statically) and what
-              those import in turn, and the package's data (hqsam/configs/*.yaml, hqsam/paper_tables/*.csv)
+              those import in turn, and the package's data (hqsam/configs/*.yaml, hqsam/paper_tables/*.csv, the
+              released toy SAM hqsam/toy/sam_toy.*)
   previous    the key of the stage before it: a stage's inputs are the earlier stages' outputs, so once one runs
               again, every later one does
   key, ran, seconds, machine: a digest of the above with the date; when it ran, for how long, on what
@@ -18,7 +19,8 @@ notebook and its record; its partial notebook is left beside them (.NAME.tmp.ipy
 Executed notebooks keep one line per progress bar (nbclient merges a cell's streams and applies their carriage
 returns) and no absolute path of the root or the repository (`root` is passed relative to notebooks/).
 `-p NAME=VALUE` (the value read as YAML) goes to every notebook whose parameters cell declares NAME;
-`--model-type` and `--mirror` are such parameters, spelt out. README.md changes only with --update-readme.
+`--model-type` and `--mirror` are such parameters, spelt out. README.md changes only with --update-readme: then the
+build's toy tables go in it (every stage up to date or run again), the ablations' when --ablations included them.
 """
 
 import argparse
@@ -42,9 +44,10 @@ from .train.config import parse_assignments
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 PACKAGE = Path(__file__).resolve().parent
-PACKAGE_DATA = ("configs/*.yaml", "paper_tables/*.csv")  # read by the package's code: inputs of every stage
+# Read by the package's code: inputs of every stage (the released toy SAM among them).
+PACKAGE_DATA = ("configs/*.yaml", "paper_tables/*.csv", "toy/sam_toy.*")
 RECORDS = "stages.json"
-TABLES_STAGE = "05_tables_and_figures.ipynb"  # writes the tables that README.md shows
+ABLATIONS_STAGE = "06_ablations.ipynb"  # the paper's Tables 3 and 4, trained and evaluated: run when asked for
 
 
 def stages() -> list:
@@ -213,11 +216,12 @@ def execute(notebook: Path, executed: Path, parameters: dict, root: Path) -> Non
 
 def run(
     profile: str, device: str = "auto", ngpus: int = 1, force: bool = False, quick: bool = False,
-    root: Path = ROOT, extra: Dict[str, object] = None, package: Path = PACKAGE,
+    root: Path = ROOT, extra: Dict[str, object] = None, package: Path = PACKAGE, ablations: bool = False,
 ) -> List[str]:
     """Execute, in order, every stage that is not up to date (all with `force`); return the names of those that ran.
-    `extra` parameters go to the notebooks that declare them (each must be declared by one at least); `package` is
-    the package whose files the stages' records digest."""
+    The ablations stage (ABLATIONS_STAGE) is one of them only with `ablations`. `extra` parameters go to the
+    notebooks that declare them (each must be declared by one at least); `package` is the package whose files the
+    stages' records digest."""
     started, here = time.perf_counter(), machine()
     root = Path(root).resolve()
     output = get_profile(profile, root, quick, (extra or {}).get("model_type")).notebooks
@@ -231,6 +235,9 @@ def run(
                **(extra or {})}
     records, ran, previous = read_records(output / RECORDS), [], None
     for notebook, names in declared.items():
+        if notebook.name == ABLATIONS_STAGE and not ablations:
+            print(f"{notebook.name}: left out (make reproduce ABLATIONS=1, --ablations, runs it)")
+            continue
         parameters = {name: value for name, value in offered.items() if name in names}
         inputs = stage_inputs(notebook, parameters, package, previous)
         old, executed = records.get(notebook.name), output / notebook.name
@@ -258,6 +265,7 @@ def run(
 
 
 README_TABLES = ("table2_hq_gain", "table13_box_noise")
+ABLATION_TABLES = ("table3_ablation", "table4_ablation")  # in README.md when the same run ran the ablations stage
 START, END = "<!-- toy-results:start -->", "<!-- toy-results:end -->"
 
 
@@ -269,32 +277,33 @@ def produced_by() -> str:
     return f"Produced by `make reproduce` on {machine()}, torch {torch.__version__}{commit}, {date}."
 
 
-def update_readme(profile: str = "toy") -> bool:
+def update_readme(profile: str = "toy", ablations: bool = False) -> bool:
     """Put the run's generated Markdown tables into README.md between the toy-results markers (toy runs only), with
-    a line that says which machine produced them."""
+    a line that says which machine produced them; the ablation tables too with `ablations` (the run ran them)."""
     readme, tables = ROOT / "README.md", get_profile(profile, ROOT).results / "tables"
     text = readme.read_text()
-    if profile != "toy" or START not in text or not all((tables / f"{t}.md").exists() for t in README_TABLES):
+    names = README_TABLES + (ABLATION_TABLES if ablations else ())
+    if profile != "toy" or START not in text or not all((tables / f"{t}.md").exists() for t in names):
         return False
-    generated = "\n\n".join((tables / f"{t}.md").read_text().strip() for t in README_TABLES)
+    generated = "\n\n".join((tables / f"{t}.md").read_text().strip() for t in names)
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     readme.write_text(f"{head}{START}\n{generated}\n\n{produced_by()}\n{END}{tail}")
     return True
 
 
-def readme_outcome(asked: bool, profile: str, quick: bool, root: Path, ran: Sequence[str]) -> str:
-    """Update README.md if `asked` and this was a full toy run at the repository root that ran the tables stage;
-    say what became of it."""
+def readme_outcome(asked: bool, profile: str, quick: bool, root: Path, ablations: bool) -> str:
+    """Update README.md if `asked` and this was a full toy run at the repository root (the ablation tables too when
+    the run included the ablations stage); say what became of it. The run ended with every stage it included up to
+    date or run again, so the tables are those of the current notebooks, code and parameters."""
     if not asked:
         return "README.md left alone; make reproduce UPDATE_README=1 (--update-readme) puts this run's toy tables in it"
     if profile != "toy" or quick or Path(root).resolve() != ROOT:
         return "README.md left alone: only a full toy run at the repository root (no --quick, no --root) updates it"
-    if TABLES_STAGE not in ran:
-        return f"README.md left alone: {TABLES_STAGE} did not run this time (FORCE=1 runs it again)"
-    if not update_readme(profile):
+    if not update_readme(profile, ablations):
         return "README.md left alone: it has no toy-results markers, or the run wrote no tables"
-    return "README.md: the toy results tables were regenerated from this run"
+    return ("README.md: the toy results tables were regenerated from this build" +
+            (", the ablations' with them" if ablations else " (no ablation tables: ABLATIONS=1 runs them)"))
 
 
 def main(argv: Sequence[str] = None) -> int:
@@ -307,23 +316,24 @@ def main(argv: Sequence[str] = None) -> int:
     parser.add_argument("--root", type=Path, default=ROOT, help="where data, checkpoints, runs and results go")
     parser.add_argument("--model-type", default=None, help="the paper profile's backbone (default vit_l)")
     parser.add_argument("--mirror", default=None, help="base URL that replaces the official downloads")
+    parser.add_argument("--ablations", action="store_true",
+                        help=f"run {ABLATIONS_STAGE} too: the paper's Tables 3 and 4, each variant trained and evaluated")
     parser.add_argument("--update-readme", action="store_true",
-                        help=f"put the toy tables in README.md (a full toy run at the repository root that ran "
-                             f"{TABLES_STAGE})")
+                        help="put the build's toy tables in README.md (a full toy run at the repository root)")
     parser.add_argument("-p", "--parameter", action="append", default=[], metavar="NAME=VALUE",
                         help="a notebook parameter (YAML value), for every notebook that declares it")
     args = parser.parse_args(argv)
     try:
         extra = parse_parameters(args.parameter)
         extra.update({k: v for k, v in (("model_type", args.model_type), ("mirror", args.mirror)) if v is not None})
-        ran = run(args.profile, args.device, args.ngpus, args.force, args.quick, args.root, extra)
+        run(args.profile, args.device, args.ngpus, args.force, args.quick, args.root, extra, ablations=args.ablations)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except papermill.PapermillExecutionError as error:
         print(f"error: a notebook failed ({error.ename}: {error.evalue})", file=sys.stderr)
         return 1
-    print(readme_outcome(args.update_readme, args.profile, args.quick, args.root, ran))
+    print(readme_outcome(args.update_readme, args.profile, args.quick, args.root, args.ablations))
     return 0
 
 

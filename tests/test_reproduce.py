@@ -1,6 +1,6 @@
 """`make reproduce` as a build: stages rerun when their notebook, the hqsam code they import, their parameters or
 an earlier stage changed, and say why; the terminal shows the cells and the latest progress; executed notebooks
-keep one line per progress bar and no absolute paths; README.md changes only when asked, after the tables stage.
+keep one line per progress bar and no absolute paths; README.md changes only when asked, from the build's tables.
 
 The tiny project in tmp_path has three notebooks and a stand-in `hqsam` package beside them in notebooks/: the
 kernel runs there, so its imports find the stand-in, and `run(package=...)` digests it."""
@@ -16,7 +16,7 @@ import pytest
 from hqsam import reproduce
 
 REPOSITORY_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-TABLES = reproduce.TABLES_STAGE
+TABLES = "05_tables_and_figures.ipynb"
 NOTEBOOKS = {
     "01_data.ipynb": ('profile = "toy"\nroot = ".."\nquick = False\nn = 1',
                       'from hqsam.seeding import keyed_seed\nimport os, sys\n\nfor step in range(500):\n'
@@ -142,19 +142,39 @@ def test_a_stage_reruns_when_its_parameters_code_notebook_or_an_earlier_stage_ch
         run(extra={"max_imgs": 2})
 
 
-def test_readme_changes_only_when_asked_after_the_tables_stage_ran(project, fake_papermill, monkeypatch, capsys):
+def test_readme_changes_only_when_asked_on_a_full_toy_run_at_the_root(project, fake_papermill, monkeypatch, capsys):
     updated = []
-    monkeypatch.setattr(reproduce, "update_readme", lambda profile: updated.append(profile) or True)
+    monkeypatch.setattr(reproduce, "update_readme", lambda profile, ablations: updated.append(profile) or True)
     assert reproduce.main([]) == 0
     assert "README.md left alone; make reproduce UPDATE_README=1" in capsys.readouterr().out and not updated
-    assert reproduce.main(["--update-readme"]) == 0  # nothing ran: no new tables
-    assert f"README.md left alone: {TABLES} did not run this time" in capsys.readouterr().out and not updated
     assert reproduce.main(["--update-readme", "--quick"]) == 0
     assert "only a full toy run at the repository root" in capsys.readouterr().out and not updated
-    assert reproduce.main(["--update-readme", "--force"]) == 0
+    assert reproduce.main(["--update-readme"]) == 0  # every stage up to date: the build's tables are current
     assert "README.md: the toy results tables were regenerated" in capsys.readouterr().out and updated == ["toy"]
+    fake_papermill.fail = TABLES
+    assert reproduce.main(["--update-readme", "--force"]) == 1  # a stage failed: README.md is left alone
+    assert updated == ["toy"]
     assert reproduce.main(["-p", "max_imgs=2"]) == 2
     assert "error: no notebook has the parameter(s) max_imgs" in capsys.readouterr().err
+
+
+def test_the_ablations_stage_runs_only_when_asked_and_then_joins_the_readme(project, fake_papermill, monkeypatch,
+                                                                             capsys):
+    ablations = nbformat.read(project.notebooks / "02_train.ipynb", as_version=4)
+    nbformat.write(ablations, project.notebooks / reproduce.ABLATIONS_STAGE)
+    assert reproduce.run("toy", root=project.root, package=project.package) == list(NOTEBOOKS)
+    assert f"{reproduce.ABLATIONS_STAGE}: left out (make reproduce ABLATIONS=1" in capsys.readouterr().out
+    assert reproduce.run("toy", root=project.root, package=project.package, ablations=True) == [
+        reproduce.ABLATIONS_STAGE]  # the others are up to date
+    records = project.records()
+    assert records[reproduce.ABLATIONS_STAGE]["previous"] == records[TABLES]["key"]
+
+    updated = []
+    monkeypatch.setattr(reproduce, "update_readme", lambda profile, ablations: updated.append(ablations) or True)
+    assert reproduce.main(["--update-readme", "--force", "--ablations"]) == 0
+    assert "regenerated from this build, the ablations' with them" in capsys.readouterr().out and updated == [True]
+    assert reproduce.main(["--update-readme", "--force"]) == 0
+    assert "(no ablation tables: ABLATIONS=1 runs them)" in capsys.readouterr().out and updated == [True, False]
 
 
 def test_update_readme_fills_the_block_and_says_which_machine(tmp_path, monkeypatch):
@@ -169,6 +189,11 @@ def test_update_readme_fills_the_block_and_says_which_machine(tmp_path, monkeypa
     assert "old" not in text and "| table2_hq_gain |" in text and text.startswith("intro") and text.endswith("rest\n")
     assert f"Produced by `make reproduce` on {reproduce.machine()}, torch " in text
     assert not reproduce.update_readme("paper")
+    assert not reproduce.update_readme("toy", ablations=True)  # the ablation tables are missing
+    for stem in reproduce.ABLATION_TABLES:
+        (tables / f"{stem}.md").write_text(f"| {stem} |\n")
+    assert reproduce.update_readme("toy", ablations=True)
+    assert "| table4_ablation |" in (tmp_path / "README.md").read_text()
 
 
 def test_the_terminal_shows_a_bars_latest_state_not_every_fragment(capsys):
