@@ -15,19 +15,18 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
-import torch
 
 from . import provenance
 from .data import LAYOUTS, read_layout, validation_report
 from .data.hqseg44k import download_coco, download_hqseg44k
-from .decoding import MODELS, predict_box_masks
+from .decoding import MODELS
 from .download import download
+from .eval.hq_benchmark import protocol_masks
 from .eval.speed import backbone_sizes
 from .figures import pick_by_gain
 from .io import atomic_write
 from .modeling import HQSam
 from .profiles import PAPER_BACKBONES, Profile, get_profile, resolve_device
-from .prompts import boxes_from_masks
 from .report import paired_bootstrap
 from .seeding import use_deterministic_algorithms
 from .toy import generate_toy_coco, generate_toy_world, loss_log_path, released_toy_sam
@@ -205,7 +204,7 @@ def grid_samples(paths: Profile, rows: pd.DataFrame, quick: bool = False,
       (samples, picks): the samples, and `pick_by_gain`'s table of them (`hqsam.figures.qualitative_grid`'s
         `picks`). ValueError names any picked image the validation data lack (rerun notebook 04).
     """
-    _check_counts(grid_images=count)
+    _check_counts(grid_datasets=count)
     datasets = list(dict.fromkeys(rows["dataset"]))[: QUICK_GRID_DATASETS if quick else count]
     picks = pick_by_gain(rows, datasets=datasets)
     sources = read_layout(paths.data_root, LAYOUTS[paths.layout], split="val")
@@ -217,17 +216,18 @@ def grid_samples(paths: Profile, rows: pd.DataFrame, quick: bool = False,
 
 
 def gt_box_masks(model: HQSam, samples: Sequence) -> Tuple[List[Dict[str, np.ndarray]], List[np.ndarray]]:
-    """SAM's and HQ-SAM's masks for each sample's GT tight box (`hqsam.prompts.boxes_from_masks`), HQ-SAM's from
-    the HQ token alone (the paper's HQ-benchmark setting), as `hqsam.figures.qualitative_grid` draws them.
+    """SAM's and HQ-SAM's masks for each sample as the HQ benchmark makes and scores them
+    (`hqsam.eval.hq_benchmark.protocol_masks`: the GT tight box, HQ-SAM's mask from the HQ token alone), so the
+    qualitative grid's scores are the benchmark's, and the box prompts in the image's own pixels.
 
     Returns:
-      (masks, boxes): per sample a {"SAM": H x W bool, "HQ-SAM": H x W bool} mapping, and its x0, y0, x1, y1 box.
+      (masks, boxes): per sample a {"SAM": H x W bool, "HQ-SAM": H x W bool} mapping, and its x0, y0, x1, y1 box
+        (the protocol's box, drawn on its S x S resize, scaled back to the image).
     """
-    gts = [torch.as_tensor(np.asarray(sample.mask, dtype=bool))[None, None].float() for sample in samples]
-    boxes = [boxes_from_masks(gt)[0].numpy() for gt in gts]
-    predicted = predict_box_masks(model, [sample.image for sample in samples], [box[None] for box in boxes],
-                                  hq_token_only=True)
-    return [{name: masks[0] for name, masks in per_image.items()} for per_image in predicted], boxes
+    masks, boxes = protocol_masks(model, samples)
+    size = model.image_encoder.img_size
+    scales = [np.array([w, h, w, h], dtype=np.float32) / size for h, w in (s.mask.shape for s in samples)]
+    return masks, [box.numpy() * scale for box, scale in zip(boxes, scales)]
 
 
 RESULTS = {"hq_rows": "hq_rows.csv", "hq_summary": "hq_summary.csv", "noise_rows": "box_noise_rows.csv",

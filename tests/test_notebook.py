@@ -14,7 +14,9 @@ import papermill
 import pytest
 import torch
 
-from hqsam import HQSamPredictor, build_hqsam
+from hqsam import build_hqsam
+from hqsam.eval import evaluate_hq_datasets
+from hqsam.metrics import boundary_iou, mask_iou
 from hqsam.data.sources import Sample
 from hqsam.notebook import (QUICK_TRAINING, coco_inputs, evaluation_settings, gt_box_masks, setup, train_hqsam,
                             training_overrides)
@@ -92,22 +94,31 @@ def test_training_and_coco_inputs_follow_the_profile(monkeypatch, capsys):
     assert coco_inputs(toy, "dets.json", oracle=True) == (toy.coco_images, toy.coco_annotations, None)
 
 
-def test_gt_box_masks_are_the_predictors_masks_for_the_gt_tight_box():
+class ListSource(list):
+    """Samples with a name, as `evaluate_hq_datasets` reads a source."""
+
+    name = "Toy-DIS"
+
+
+def test_gt_box_masks_are_the_masks_the_hq_benchmark_scores():
     torch.manual_seed(0)
     model = build_hqsam("toy")
     masks = [np.zeros((40, 50), bool), np.zeros((36, 30), bool)]
     masks[0][5:20, 8:31] = True
     masks[1][10:30, 3:4] = True
     rng = np.random.default_rng(0)
-    samples = [Sample((rng.random(m.shape + (3,)) * 255).astype(np.uint8), m, f"s{i}") for i, m in enumerate(masks)]
+    samples = [Sample((rng.random(m.shape + (3,)) * 255).astype(np.uint8), m, f"Toy-DIS/s{i}")
+               for i, m in enumerate(masks)]
     predicted, boxes = gt_box_masks(model, samples)
-    assert [box.tolist() for box in boxes] == [[8, 5, 30, 19], [3, 10, 3, 29]]  # inclusive pixel indices
-    predictor = HQSamPredictor(model)
-    for sample, box, given in zip(samples, boxes, predicted):
-        predictor.set_image(sample.image)
-        np.testing.assert_array_equal(given["SAM"], predictor.predict_sam(box=box, multimask_output=False)[0][0])
-        np.testing.assert_array_equal(given["HQ-SAM"],
-                                      predictor.predict(box=box, multimask_output=False, hq_token_only=True)[0][0])
+    rows = evaluate_hq_datasets(model, [ListSource(samples)], progress=False).set_index(["image", "model"])
+    for sample, given in zip(samples, predicted):
+        for name in ("SAM", "HQ-SAM"):
+            assert given[name].shape == sample.mask.shape
+            assert rows.loc[(sample.name, name), "iou"] == mask_iou(sample.mask, given[name])
+            assert rows.loc[(sample.name, name), "biou"] == boundary_iou(sample.mask, given[name])
+    # The protocol's box, on its 128 x 128 resize, in the image's pixels: about the GT's tight box.
+    np.testing.assert_allclose(boxes[0], [8, 5, 30, 19], atol=1.5)
+    np.testing.assert_allclose(boxes[1], [3, 10, 3, 29], atol=1.5)
 
 
 @pytest.mark.parametrize("notebook", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))

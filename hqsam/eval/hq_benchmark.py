@@ -46,21 +46,37 @@ def encode_chunk(model: HQSam, chunk: Sequence, precision: str = "fp32") -> Tupl
     return encode(model, model.preprocess(torch.stack(images).to(model.device)), precision), torch.stack(masks)
 
 
+def protocol_mask(logits: torch.Tensor, shape: Tuple[int, int]) -> np.ndarray:
+    """1 x h x w low-res logits upsampled bilinearly to `shape` (the GT's size) and thresholded at 0: H x W bool."""
+    pred = F.interpolate(logits[None].float(), size=shape, mode="bilinear", align_corners=False)
+    return (pred[0, 0] > 0).cpu().numpy()
+
+
 def score(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
     """1 x h x w low-res logits upsampled to the GT's size, > 0, scored against the GT."""
-    pred = F.interpolate(logits[None].float(), size=gt.shape, mode="bilinear", align_corners=False)
-    pred = (pred[0, 0] > 0).cpu().numpy()
+    pred = protocol_mask(logits, gt.shape)
     return {"iou": mask_iou(gt, pred), "biou": boundary_iou(gt, pred)}
 
 
 @torch.no_grad()
-def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool, precision: str) -> List[dict]:
+def protocol_masks(model: HQSam, chunk: Sequence, hq_token_only: bool = True,
+                   precision: str = "fp32") -> Tuple[List[Dict[str, np.ndarray]], torch.Tensor]:
+    """The masks this protocol scores for a chunk of samples: per sample {model name: H x W bool at its GT's size},
+    and the N x 4 box prompts (x0, y0, x1, y1 in the S x S frame the protocol resizes to)."""
     encoded, masks = encode_chunk(model, chunk, precision)
-    sparse, dense = model.prompt_encoder(points=None, boxes=boxes_from_masks(masks[:, None]).to(model.device), masks=None)
+    boxes = boxes_from_masks(masks[:, None])
+    sparse, dense = model.prompt_encoder(points=None, boxes=boxes.to(model.device), masks=None)
     decoded = decode(model, encoded, sparse, dense, hq_token_only=hq_token_only)
+    return [{name: protocol_mask(decoded[name].logits[i], sample.mask.shape) for name in MODELS}
+            for i, sample in enumerate(chunk)], boxes
+
+
+def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool, precision: str) -> List[dict]:
+    predicted, _ = protocol_masks(model, chunk, hq_token_only, precision)
     return [
-        {"dataset": dataset, "image": sample.name, "model": name, **score(decoded[name].logits[i], sample.mask)}
-        for i, sample in enumerate(chunk)
+        {"dataset": dataset, "image": sample.name, "model": name, "iou": mask_iou(sample.mask, masks[name]),
+         "biou": boundary_iou(sample.mask, masks[name])}
+        for sample, masks in zip(chunk, predicted)
         for name in MODELS
     ]
 
