@@ -78,7 +78,6 @@ def read_ablations(paths: Profile, variants: Sequence[str] = ABLATIONS) -> Ablat
     main_rows = pd.read_csv(hq_files["main"])
     main_sam = main_rows[main_rows["model"] == "SAM"].reset_index(drop=True)
     rows = [main_rows.replace({"model": {"HQ-SAM": DEFAULT_VARIANT}})]
-    coco = {name: model for name, model in zip(MAIN_MODELS, ("SAM", "HQ-SAM"))}
     coco_tables = {"main": pd.read_csv(coco_files["main"], index_col=0)}
     for variant in variants:
         found = pd.read_csv(hq_files[variant])
@@ -92,8 +91,9 @@ def read_ablations(paths: Profile, variants: Sequence[str] = ABLATIONS) -> Ablat
     order = ["SAM", *variants, DEFAULT_VARIANT]
     averages = summarize(rows).reindex(order)
     summary = pd.DataFrame({"hq4 mIoU": averages["average mIoU"], "hq4 mBIoU": averages["average mBIoU"]})
-    summary["COCO AP"] = [_coco(coco_tables, coco, name, "AP") for name in order]
-    summary["COCO AP_B"] = [_coco(coco_tables, coco, name, "AP_B") for name in order]
+    coco = [_coco_row(coco_tables, name) for name in order]
+    summary["COCO AP"] = [float(row["AP"]) for row in coco]
+    summary["COCO AP_B"] = [float(row["AP_B"]) for row in coco]
     margins = _margins(rows, variants)
     summary = summary.join(margins)
     summary.index.name = "variant"
@@ -136,10 +136,12 @@ def ablation_provenance(hq_files: Dict[str, Path], coco_files: Dict[str, Path]) 
     return provenance.describe("ablations", scope, {"variants": [n for n in hq_files if n != "main"]}, __name__)
 
 
-def _coco(tables: Dict[str, pd.DataFrame], main_models: Dict[str, str], name: str, metric: str) -> float:
-    if name in main_models:
-        return float(tables["main"].loc[main_models[name], metric])
-    return float(tables[name].loc["HQ-SAM", metric])
+def _coco_row(tables: Dict[str, pd.DataFrame], name: str) -> pd.Series:
+    """A model's COCO metrics: SAM's and HQ-SAM's from notebook 04's table, a variant's from its own (its row
+    "HQ-SAM" is the variant's output)."""
+    if name in MAIN_MODELS:
+        return tables["main"].loc["SAM" if name == "SAM" else "HQ-SAM"]
+    return tables[name].loc["HQ-SAM"]
 
 
 def _margins(rows: pd.DataFrame, variants: Sequence[str]) -> pd.DataFrame:

@@ -54,7 +54,11 @@ def protocol_mask(logits: torch.Tensor, shape: Tuple[int, int]) -> np.ndarray:
 
 def score(logits: torch.Tensor, gt: np.ndarray) -> Dict[str, float]:
     """1 x h x w low-res logits upsampled to the GT's size, > 0, scored against the GT."""
-    pred = protocol_mask(logits, gt.shape)
+    return score_mask(protocol_mask(logits, gt.shape), gt)
+
+
+def score_mask(pred: np.ndarray, gt: np.ndarray) -> Dict[str, float]:
+    """The protocol's IoU and boundary IoU of an H x W bool mask against the GT."""
     return {"iou": mask_iou(gt, pred), "biou": boundary_iou(gt, pred)}
 
 
@@ -74,8 +78,7 @@ def protocol_masks(model: HQSam, chunk: Sequence, hq_token_only: bool = True,
 def _score_chunk(model: HQSam, dataset: str, chunk: List, hq_token_only: bool, precision: str) -> List[dict]:
     predicted, _ = protocol_masks(model, chunk, hq_token_only, precision)
     return [
-        {"dataset": dataset, "image": sample.name, "model": name, "iou": mask_iou(sample.mask, masks[name]),
-         "biou": boundary_iou(sample.mask, masks[name])}
+        {"dataset": dataset, "image": sample.name, "model": name, **score_mask(masks[name], sample.mask)}
         for sample, masks in zip(chunk, predicted)
         for name in MODELS
     ]
