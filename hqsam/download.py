@@ -91,6 +91,12 @@ REGISTRY: Dict[str, RemoteFile] = {
             "sam_vit_h", f"{_SAM}/sam_vit_h_4b8939.pth", size=2564550879,
             sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
         ),
+        # MobileSAM (TinyViT), the SAM that Light HQ-SAM (sam_hq_vit_tiny) was trained on; digest and size as
+        # other projects that download this file pin them (e.g. micro-sam's vit_t).
+        RemoteFile(
+            "mobile_sam", "https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt",
+            size=40728226, sha256="6dbb90523a35330fedd7f1d3dfc66f995213d81b29a5ca8108dbcdd4e37d6c2f",
+        ),
         RemoteFile("sam_hq_vit_b", f"{_HQ}/sam_hq_vit_b.pth", size_hint="379 MB"),
         RemoteFile("sam_hq_vit_l", f"{_HQ}/sam_hq_vit_l.pth", size_hint="1.2 GB"),
         RemoteFile("sam_hq_vit_h", f"{_HQ}/sam_hq_vit_h.pth", size_hint="2.6 GB"),

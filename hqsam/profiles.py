@@ -1,11 +1,12 @@
 """What a profile is: the one place that says where each profile keeps its inputs and outputs, and which device
 "auto" means.
 
-`paper` is the published setting: the released SAM and HQ-SAM checkpoints of a ViT backbone (ViT-L, as in the
-paper's tables, unless another is asked for), HQSeg-44K extracted in the release's tree, COCO val2017 with a
-detector's boxes. `toy` is the CPU miniature: the toy world, the toy SAM released with the package (TOY_SAM,
-`hqsam.toy.release`), and its HQ-SAM trained by the toy run. Everything else (the training configs, `hqsam eval`, the notebooks, `make reproduce`,
-`hqsam download-data`) asks this module instead of spelling paths out.
+`paper` is the published setting: the released SAM and HQ-SAM checkpoints of a backbone (ViT-L, as in the
+paper's tables, unless another is asked for; Light HQ-SAM's vit_tiny has MobileSAM's as its SAM), HQSeg-44K
+extracted in the release's tree, COCO val2017 with a detector's boxes. `toy` is the CPU miniature: the toy world,
+the toy SAM released with the package (TOY_SAM, `hqsam.toy.release`), and its HQ-SAM trained by the toy run.
+Everything else (the training configs, `hqsam eval`, the notebooks, `make reproduce`, `hqsam download-data`) asks
+this module instead of spelling paths out.
 """
 
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import torch
 from .download import REGISTRY
 
 PROFILES = ("toy", "paper")
-PAPER_BACKBONES = ("vit_b", "vit_l", "vit_h")
+PAPER_BACKBONES = ("vit_b", "vit_l", "vit_h", "vit_tiny")
 QUICK_DIR = ".quick"  # quick (CI) runs keep their files apart, so they never stand in for full ones
 TOY_SAM = Path(__file__).resolve().parent / "toy" / "sam_toy.pth"  # shipped, read-only: hqsam.toy.release
 
@@ -29,7 +30,7 @@ class Profile:
     """A profile's settings; every path is under the root it was made for, but the toy profile's SAM (TOY_SAM)."""
 
     name: str
-    model_type: str  # the backbone: "toy", or "vit_b" / "vit_l" / "vit_h"
+    model_type: str  # the backbone: "toy", or one of PAPER_BACKBONES
     layout: str  # the dataset layout (hqsam.data.layout.LAYOUTS)
     data_root: Path  # the toy world, or HQSeg-44K extracted
     checkpoints: Path  # downloaded checkpoints (the toy's SAM is shipped, its HQ-SAM trained)
@@ -53,7 +54,13 @@ class Profile:
     @property
     def checkpoint_names(self) -> tuple:
         """Registry names (hqsam.download.REGISTRY) of the checkpoints to download; none for the toy."""
-        return () if self.name == "toy" else (f"sam_{self.model_type}", f"sam_hq_{self.model_type}")
+        return () if self.name == "toy" else (sam_checkpoint_name(self.model_type), f"sam_hq_{self.model_type}")
+
+
+def sam_checkpoint_name(model_type: str) -> str:
+    """The registry name of the SAM that HQ-SAM of a paper backbone trains on: Meta's `sam_<backbone>`, or
+    MobileSAM's `mobile_sam` (TinyViT) for Light HQ-SAM."""
+    return "mobile_sam" if model_type == "vit_tiny" else f"sam_{model_type}"
 
 
 def get_profile(
@@ -83,7 +90,8 @@ def get_profile(
     checkpoints, coco = root / "checkpoints", root / "data/coco"
     return Profile(
         "paper", model_type, "hqseg44k", root / "data/hqseg44k", checkpoints, root / "data/downloads",
-        checkpoints / REGISTRY[f"sam_{model_type}"].filename, checkpoints / REGISTRY[f"sam_hq_{model_type}"].filename,
+        checkpoints / REGISTRY[sam_checkpoint_name(model_type)].filename,
+        checkpoints / REGISTRY[f"sam_hq_{model_type}"].filename,
         root / "runs/paper/train", root / "results/paper", root / "figures/paper", root / "runs/paper/notebooks",
         coco, coco / "val2017", coco / "annotations/instances_val2017.json", coco / "focalnet_dino_val2017.json",
     )

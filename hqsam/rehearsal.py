@@ -8,12 +8,13 @@ on 127.0.0.1 as a mirror.
   `cascade_psp.zip`, `thin_object_detection.zip` holding their sub-folders at the top (the two forms the
   published archives are recorded to have), with JPEG images at the sizes of the real sources (DIS5K 2048 x
   1536, HRSOD 1920 x 1080, FSS-1000 224 x 224, ...) and 0/255 PNG masks anti-aliased at the edges;
-* `sam_vit_b_01ec64.pth` (Meta's format: a plain SAM state dict) and `sam_hq_vit_b.pth` (the release's: the
-  same SAM weights plus the HQ parts), random weights;
+* for each of REHEARSAL_MODELS the SAM that HQ-SAM trains on, in its own format (a plain SAM state dict:
+  Meta's `sam_vit_b_01ec64.pth`, MobileSAM's `mobile_sam.pt`), and HQ-SAM's in the release's (`sam_hq_vit_b.pth`,
+  `sam_hq_vit_tiny.pth`: the same SAM weights plus the HQ parts), random weights;
 * `val2017.zip` (`val2017/<12 digits>.jpg`), `annotations_trainval2017.zip`
   (`annotations/instances_val2017.json`) and a detector's boxes, `focalnet_dino_val2017.json`, in COCO's
   formats (drawn like the toy COCO set);
-* `SHA256SUMS`, which makes the mirror trusted for these files (the SAM file's pinned digest is the real one,
+* `SHA256SUMS`, which makes the mirror trusted for these files (the SAM files' pinned digests are the real ones,
   which random weights cannot match).
 
 `serve(folder)` serves it; `hqsam rehearse DIR` does both and prints the command that runs the paper profile
@@ -41,6 +42,7 @@ from .build import build_hqsam, build_sam
 from .data.layout import HQSEG44K_LAYOUT
 from .download import REGISTRY, write_sha256sums
 from .io import atomic_write, build_once
+from .profiles import sam_checkpoint_name
 from .seeding import keyed_rng
 from .toy import draw_toy_object, generate_toy_coco
 
@@ -62,7 +64,8 @@ SOURCE_LOOKS: Dict[str, Tuple[str, Tuple[int, int]]] = {
 }
 WRAPPED_ARCHIVES = ("DIS5K",)  # the others hold their sub-folders at the top
 DETECTIONS_FILE = "focalnet_dino_val2017.json"
-REHEARSAL_MODEL = "vit_b"
+REHEARSAL_MODEL = "vit_b"  # the backbone `hqsam rehearse` suggests running the paper profile with
+REHEARSAL_MODELS = (REHEARSAL_MODEL, "vit_tiny")  # whose checkpoints the mirror holds: a ViT, and Light HQ-SAM's
 
 
 def _jpeg(image: np.ndarray) -> bytes:
@@ -100,15 +103,16 @@ def _write_hqseg_zips(folder: Path, seed: int, images_per_source: int) -> None:
 
 def _write_checkpoints(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
-    sam = build_sam(REHEARSAL_MODEL).state_dict()
-    with atomic_write(folder / REGISTRY[f"sam_{REHEARSAL_MODEL}"].filename) as file:
-        torch.save(sam, file)  # Meta's format: the plain state dict
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random HQ parts are the point here
-        hq = build_hqsam(REHEARSAL_MODEL)
-    hq.load_state_dict(sam, strict=False)
-    with atomic_write(folder / REGISTRY[f"sam_hq_{REHEARSAL_MODEL}"].filename) as file:
-        torch.save(hq.state_dict(), file)
+    for model_type in REHEARSAL_MODELS:
+        sam = build_sam(model_type).state_dict()
+        with atomic_write(folder / REGISTRY[sam_checkpoint_name(model_type)].filename) as file:
+            torch.save(sam, file)  # Meta's and MobileSAM's format: the plain state dict
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # random HQ parts are the point here
+            hq = build_hqsam(model_type)
+        hq.load_state_dict(sam, strict=False)
+        with atomic_write(folder / REGISTRY[f"sam_hq_{model_type}"].filename) as file:
+            torch.save(hq.state_dict(), file)
 
 
 def _write_coco(folder: Path, seed: int, num_images: int) -> None:
@@ -132,7 +136,7 @@ def write_rehearsal(
     finds the manifest and does nothing.
     """
     params = {"seed": seed, "images_per_source": images_per_source, "coco_images": coco_images,
-              "model": REHEARSAL_MODEL}
+              "models": list(REHEARSAL_MODELS)}
 
     def build(staging: Path) -> Dict[str, int]:
         _write_hqseg_zips(staging, seed, images_per_source)

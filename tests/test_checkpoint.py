@@ -9,6 +9,7 @@ import segment_anything_hq
 import torch
 
 import hqsam
+from conftest import randomize_
 from hqsam import CheckpointError
 
 RELEASE_BUILDERS = {
@@ -130,10 +131,37 @@ def test_partial_hq_parts_unexpected_keys_and_shapes(toy_model, tmp_path):
         hqsam.build_hqsam("toy", hqsam.save_state_dict(reshaped, tmp_path / "reshaped.pth"))
 
 
-def test_tiny_vit_checkpoint_is_refused_clearly(tmp_path):
-    path = hqsam.save_state_dict({"image_encoder.layers.0.blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, tmp_path / "t.pth")
-    with pytest.raises(CheckpointError, match="TinyViT"):
-        hqsam.build_hqsam("auto", path)
+@pytest.fixture(scope="module")
+def light_hq_sam_state():
+    """The authors' Light HQ-SAM (`build_sam_vit_t`, the model `sam_hq_vit_tiny.pth` was saved from), random weights."""
+    return randomize_(segment_anything_hq.sam_model_registry["vit_tiny"](), seed=7).state_dict()
+
+
+def test_light_hq_sam_checkpoint_loads_key_for_key(light_hq_sam_state, tmp_path):
+    path = hqsam.save_state_dict(light_hq_sam_state, tmp_path / "sam_hq_vit_tiny.pth")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = hqsam.build_hqsam("auto", path)
+    loaded = model.state_dict()
+    assert loaded.keys() == light_hq_sam_state.keys()
+    assert all(torch.equal(loaded[key], value) for key, value in light_hq_sam_state.items())
+    assert model.mask_decoder.compress_vit_feat[0].in_channels == 160  # the release's vit_dim for TinyViT
+
+
+def test_mobile_sam_checkpoint_warns_and_lists_fresh_parts(light_hq_sam_state, tmp_path):
+    """`mobile_sam.pt` is MobileSAM's plain SAM state dict: the same TinyViT and SAM's decoder, no HQ parts."""
+    mobile_sam = {k: v for k, v in light_hq_sam_state.items() if not hqsam.is_hq_parameter(k)}
+    assert mobile_sam.keys() == hqsam.build_sam("vit_tiny").state_dict().keys()
+    path = hqsam.save_state_dict(mobile_sam, tmp_path / "mobile_sam.pt")
+    with pytest.warns(UserWarning, match="plain SAM checkpoint.*hqsam download sam_hq_vit_tiny"):
+        loaded = hqsam.build_hqsam("vit_tiny", path).state_dict()
+    assert all(torch.equal(loaded[key], value) for key, value in mobile_sam.items())
+
+
+def test_tiny_vit_of_another_shape_is_named(light_hq_sam_state):
+    fewer = {k: v for k, v in light_hq_sam_state.items() if not k.startswith("image_encoder.layers.2.blocks.5.")}
+    with pytest.raises(CheckpointError, match=r"64 wide with 2\+2\+5\+2 blocks; .*vit_tiny \(64 wide with 2\+2\+6\+2"):
+        hqsam.infer_model_type(fewer)
 
 
 def test_unknown_model_type_and_auto_without_checkpoint():

@@ -166,6 +166,10 @@ def test_compare_backbones_and_compute_leave_unmeasured_values_nan():
     assert "Rows of toy are compared with the paper's vit_h." in toy.attrs["caption"]
     with pytest.raises(ValueError, match="fps_gpu"):
         report.compare_backbones([{"model": "SAM", "backbone": "vit_b", "fps_gpu": 1.0}])
+    tiny = report.compare_backbones([{"model": "SAM", "backbone": "vit_tiny", "params_learnable_mb": 38.6},
+                                     {"model": "HQ-SAM", "backbone": "vit_tiny", "params_learnable_mb": 1.71}])
+    assert tiny.loc[("SAM", "vit_tiny"), ("learnable MB", "paper")] == 38.6  # the paper's MobileSAM row
+    assert tiny.loc[("HQ-SAM", "vit_tiny"), ("FPS", "paper")] == 41.2  # Light HQ-SAM
 
     speed = {"model_type": "vit_l", "device": "cuda",
              "SAM": {"fps": 4.0, "peak_memory_gb": None, "params_learnable_mb": 1191.0},

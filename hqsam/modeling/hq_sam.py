@@ -1,10 +1,11 @@
-"""HQ-SAM: Meta's Sam with the HQ mask decoder and capture of the early ViT feature."""
+"""HQ-SAM: Meta's Sam with the HQ mask decoder and capture of the early encoder feature."""
 
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from segment_anything.modeling import ImageEncoderViT, PromptEncoder, Sam
+from torch import nn
 
 from .mask_decoder_hq import MaskDecoderHQ
 
@@ -17,39 +18,51 @@ def first_global_attention_block(image_encoder: ImageEncoderViT) -> int:
     raise ValueError("the image encoder has no global-attention block, so HQ-SAM has no early feature to fuse")
 
 
+def early_feature_module(image_encoder: nn.Module) -> nn.Module:
+    """The module whose output is HQ-SAM's early feature: the encoder's `early_layer` where it names one
+    (TinyViT's second stage, `hqsam.modeling.tiny_vit`), else a ViT's first global-attention block."""
+    if hasattr(image_encoder, "early_layer"):
+        return image_encoder.early_layer
+    return image_encoder.blocks[first_global_attention_block(image_encoder)]
+
+
 class HQSam(Sam):
     mask_decoder: MaskDecoderHQ
     checkpoint_path: Optional[Path] = None  # the file the weights were loaded from (hqsam.build_hqsam)
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT,
+        image_encoder: nn.Module,
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoderHQ,
         pixel_mean: List[float] = [123.675, 116.28, 103.53],
         pixel_std: List[float] = [58.395, 57.12, 57.375],
     ) -> None:
+        """Meta's Sam (see there) with an image encoder that has an early feature (`early_feature_module`): Meta's
+        ImageEncoderViT or `hqsam.modeling.tiny_vit.TinyViTEncoder`."""
         super().__init__(image_encoder, prompt_encoder, mask_decoder, pixel_mean, pixel_std)
-        self.early_block_index = first_global_attention_block(image_encoder)
+        early_feature_module(image_encoder)  # an encoder without one fails here, not at the first image
 
     def encode_image(self, input_images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Run Meta's image encoder once and keep the early feature on the way.
+        """Run the image encoder once and keep the early feature on the way.
 
         Arguments:
           input_images (torch.Tensor): N x 3 x S x S, already preprocessed.
 
         Returns:
-          torch.Tensor: N x C x S/16 x S/16 image embeddings.
-          torch.Tensor: N x S/16 x S/16 x vit_dim output of the first global-attention block.
+          torch.Tensor: N x C x H x W image embeddings (H = W = S/16 for the released backbones).
+          torch.Tensor: N x H x W x vit_dim output of `early_feature_module` (a ViT's first global-attention
+            block, TinyViT's second stage).
         """
         captured: List[torch.Tensor] = []
-        block = self.image_encoder.blocks[self.early_block_index]
-        handle = block.register_forward_hook(lambda module, inputs, output: captured.append(output))
+        early = early_feature_module(self.image_encoder)
+        handle = early.register_forward_hook(lambda module, inputs, output: captured.append(output))
         try:
             embeddings = self.image_encoder(input_images)
         finally:
             handle.remove()
-        return embeddings, captured[0]
+        n, _, h, w = embeddings.shape  # a ViT block's output is N x H x W x C already, TinyViT's stage's N x HW x C
+        return embeddings, captured[0].reshape(n, h, w, -1)
 
     @torch.no_grad()
     def forward(

@@ -142,10 +142,11 @@ def _prompts_digest(prompts: Dict[int, List[Prompt]]) -> str:
 
 
 def _model_fingerprint(model: HQSam) -> str:
-    """A digest of a few weights that any two checkpoints differ in (SAM's patch embedding, the HQ token, a
-    fine-tuning baseline's mask tokens) and of the variant of one of the paper's ablations."""
+    """A digest of a few weights that any two checkpoints differ in (SAM's patch embedding's first weights: a ViT's
+    or TinyViT's, the HQ token, a fine-tuning baseline's mask tokens) and of the variant of one of the paper's
+    ablations."""
     decoder, digest = model.mask_decoder, hashlib.sha256()
-    tensors = [model.image_encoder.patch_embed.proj.weight, decoder.hf_token.weight]
+    tensors = [next(model.image_encoder.patch_embed.parameters()), decoder.hf_token.weight]
     if decoder.finetuned is not None:
         tensors.append(decoder.finetuned.mask_tokens.weight)
     for tensor in tensors:
