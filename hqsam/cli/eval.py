@@ -157,7 +157,8 @@ def _run_speed(args: argparse.Namespace) -> int:
 def _add_coco_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the arguments of `hqsam eval coco` to `parser` and set its `func`."""
     parser.add_argument("--checkpoint", help="HQ-SAM checkpoint (sam_hq_vit_*.pth); none: random weights")
-    parser.add_argument("--model-type", default="auto", help="vit_b, vit_l, vit_h, toy or auto (default: auto)")
+    parser.add_argument("--model-type", default="auto",
+                        help="vit_b, vit_l, vit_h, vit_tiny, toy or auto (default: auto)")
     parser.add_argument("--images", required=True, help="image folder, e.g. coco/val2017")
     parser.add_argument("--annotations", required=True, help="instances file, e.g. instances_val2017.json")
     prompts = parser.add_mutually_exclusive_group(required=True)
@@ -208,7 +209,8 @@ def _run_coco_command(args: argparse.Namespace) -> int:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="toy", help="defaults for the paths (hqsam.profiles)")
     parser.add_argument("--checkpoint", default=None, help="HQ-SAM checkpoint (default: the profile's)")
-    parser.add_argument("--model-type", default="auto", help="vit_b, vit_l, vit_h, toy or auto (from the weights)")
+    parser.add_argument("--model-type", default="auto",
+                        help="vit_b, vit_l, vit_h, vit_tiny, toy or auto (from the weights)")
     parser.add_argument("--output", default=None, help="results folder (default: results/PROFILE)")
     parser.add_argument("--max-images", type=int, default=None, help="per dataset, for quick runs")
     parser.add_argument("--device", default="auto")

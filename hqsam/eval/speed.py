@@ -73,7 +73,7 @@ def measure_speed(
     """Time SAM and HQ-SAM on one image with one box prompt, and size their weights.
 
     Arguments:
-      model_type (str): "vit_b", "vit_l", "vit_h" or "toy" ("auto" with a checkpoint).
+      model_type (str): "vit_b", "vit_l", "vit_h", "vit_tiny" or "toy" ("auto" with a checkpoint).
       device (str): "cpu", "cuda", "cuda:1", ...
       repeats (int): timed passes per model (>= 1); warmup (int): untimed passes per model before them (>= 0).
       checkpoint (path or None): weights to load; None keeps random weights (the speed is the same).

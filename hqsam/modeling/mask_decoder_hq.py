@@ -91,8 +91,8 @@ class MaskDecoderHQ(MaskDecoder):
 
         Arguments:
           image_embeddings (torch.Tensor): N x C x H x W, the final encoder embedding.
-          early_features (torch.Tensor): N x H x W x vit_dim, output of the first global-attention block
-            (the ViT's channels-last layout).
+          early_features (torch.Tensor): N x H x W x vit_dim, the early encoder feature, channels last
+            (`early_feature_module`: a ViT's first global-attention block, TinyViT's second stage).
 
         Returns:
           torch.Tensor: N x C/8 x 4H x 4W: the sum of `embedding_encoder` of the final embedding and
