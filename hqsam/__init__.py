@@ -1,7 +1,10 @@
 """HQ-SAM (Segment Anything in High Quality, NeurIPS 2023) on top of Meta's segment-anything."""
 
-from .build import MODEL_SPECS, build_hqsam, build_sam, hqsam_model_registry, infer_model_type
+from .build import (
+    MODEL_SPECS, ModelSpec, SamSpec, TinyViTSpec, build_hqsam, build_sam, hqsam_model_registry, infer_model_type,
+)
 from .checkpoint import CheckpointError, is_hq_parameter, read_state_dict, save_state_dict
+from .hf_format import load_hf, read_hf_checkpoint, save_hf
 from .modeling import HQSam, MaskDecoderHQ
 from .predictor import HQSamPredictor
 
@@ -11,11 +14,17 @@ __all__ = [
     "HQSam",
     "HQSamPredictor",
     "MaskDecoderHQ",
+    "ModelSpec",
+    "SamSpec",
+    "TinyViTSpec",
     "build_hqsam",
     "build_sam",
     "hqsam_model_registry",
     "infer_model_type",
     "is_hq_parameter",
+    "load_hf",
+    "read_hf_checkpoint",
     "read_state_dict",
+    "save_hf",
     "save_state_dict",
 ]
