@@ -1,5 +1,6 @@
 """HQ-SAM (Segment Anything in High Quality, NeurIPS 2023) on top of Meta's segment-anything."""
 
+from .automatic_mask_generator import HQSamAutomaticMaskGenerator
 from .build import (
     MODEL_SPECS, ModelSpec, SamSpec, TinyViTSpec, build_hqsam, build_sam, hqsam_model_registry, infer_model_type,
 )
@@ -12,6 +13,7 @@ __all__ = [
     "MODEL_SPECS",
     "CheckpointError",
     "HQSam",
+    "HQSamAutomaticMaskGenerator",
     "HQSamPredictor",
     "MaskDecoderHQ",
     "ModelSpec",

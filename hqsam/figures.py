@@ -14,8 +14,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
-from matplotlib import patheffects
+from matplotlib import colormaps, patheffects
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
@@ -40,6 +41,7 @@ ZOOM_COLOUR = "#ff80ff"  # magenta
 COLOUR_NAMES = {GRID_MODEL_COLOURS["SAM"]: "red", GRID_MODEL_COLOURS["HQ-SAM"]: "blue", GT_COLOUR: "green",
                 BOX_COLOUR: "gold", ZOOM_COLOUR: "magenta"}  # as the grid's legend names them
 OTHER_COLOURS = ("#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
+MASK_COLOURS = tuple(to_hex(colour) for colour in colormaps["tab20"].colors)  # masks_figure's, cycled
 OUTLINE_COLOUR = "black"
 OUTLINE = [patheffects.Stroke(linewidth=3.6, foreground=OUTLINE_COLOUR), patheffects.Normal()]
 GAIN_PERCENTILES = (25, 50, 75)  # the qualitative grid's picks per dataset (`pick_by_gain`)
@@ -428,6 +430,20 @@ def training_curves(
                 ax.axvline(epoch, color="grey", linestyle=":", label="learning-rate drop" if epoch == drops[0][1] else None)
             ax.set_title(f"validation {metric} (average over datasets)", fontsize=FONT_SIZE + 1)
             _style(ax, "epoch", label)
+    return fig
+
+
+def masks_figure(image: np.ndarray, records: Sequence[dict], alpha: float = 0.5) -> Figure:
+    """An H x W x 3 uint8 image and, beside it, every mask of a generator's records (`HQSamAutomaticMaskGenerator`
+    with output_mode "binary_mask": each "segmentation" H x W bool) overlaid in its own colour, the largest first
+    so that smaller masks stay visible on top."""
+    fig = Figure(figsize=(8, 4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    show_image(left, image, "image")
+    painted = image
+    for i, record in enumerate(sorted(records, key=lambda record: record["area"], reverse=True)):
+        painted = overlay(painted, record["segmentation"], MASK_COLOURS[i % len(MASK_COLOURS)], alpha)
+    show_image(right, painted, f"{len(records)} masks")
     return fig
 
 

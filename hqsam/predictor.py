@@ -188,20 +188,35 @@ class HQSamPredictor:
         model_name: str,
         hq_token_only: bool = False,
     ) -> TorchPrediction:
+        hq = model_name == "HQ-SAM"
+        encoded, sparse, dense = self._embed_prompts(point_coords, point_labels, boxes, mask_input, hq)
+        low_res, iou = decode(self.model, encoded, sparse, dense, None, (model_name,), hq_token_only,
+                              multimask_output)[model_name]
+        return self._upsample(low_res, iou, return_logits)
+
+    def _embed_prompts(
+        self,
+        point_coords: Optional[torch.Tensor],
+        point_labels: Optional[torch.Tensor],
+        boxes: Optional[torch.Tensor],
+        mask_input: Optional[torch.Tensor],
+        hq: bool,
+    ) -> Tuple[Encoded, torch.Tensor, torch.Tensor]:
+        """The image's encoding (with its fused HQ features, computed once per image, if `hq`) and the B prompts'
+        B x T x C sparse and B x C x E x E dense embeddings."""
         self._require_image()
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels go together: give both or neither")
         points = (point_coords, point_labels) if point_coords is not None else None
         sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        if model_name == "HQ-SAM" and self._hq_features is None:
+        if hq and self._hq_features is None:
             self._hq_features = self.model.mask_decoder.hq_features(self.features, self.early_features)
-        encoded = Encoded(self.features, self._hq_features if model_name == "HQ-SAM" else None)
-        low_res, iou = decode(self.model, encoded, sparse, dense, None, (model_name,), hq_token_only,
-                              multimask_output)[model_name]
+        return Encoded(self.features, self._hq_features if hq else None), sparse, dense
+
+    def _upsample(self, low_res: torch.Tensor, iou: torch.Tensor, return_logits: bool) -> TorchPrediction:
+        """B x M x 4E x 4E low-res logits at the image's size, as masks (or logits), with the IoUs and themselves."""
         masks = self.model.postprocess_masks(low_res, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
-        return masks, iou, low_res
+        return (masks if return_logits else masks > self.model.mask_threshold), iou, low_res
 
     def _require_image(self) -> None:
         if not self.is_image_set:

@@ -260,6 +260,12 @@ class DecoderOutput:
             return self.sam_masks[torch.arange(self.sam_masks.shape[0]), best + 1].unsqueeze(1), iou.unsqueeze(1)
         return self.sam_masks[:, :1], self.sam_iou[:, :1]
 
+    def refined(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Each of SAM's three multimask masks plus the HQ mask, B x 3 masks, with their B x 3 predicted IoUs
+        ("segment everything"'s candidates per point, `hqsam.automatic_mask_generator`)."""
+        masks, iou = self.sam(multimask_output=True)
+        return masks + self.hq_mask, iou
+
     def hq_sam(self, multimask_output: bool, hq_token_only: bool) -> Tuple[torch.Tensor, torch.Tensor]:
         """The release's HQ-SAM output: B x 1 masks (the HQ mask, or SAM's selected mask plus it) and B x 1 IoUs
         of SAM's selected mask (`selected`)."""
