@@ -7,6 +7,7 @@ from .build import (
 from .checkpoint import CheckpointError, is_hq_parameter, read_state_dict, save_state_dict
 from .hf_format import load_hf, read_hf_checkpoint, save_hf
 from .modeling import HQSam, MaskDecoderHQ
+from .onnx_export import export_onnx
 from .predictor import HQSamPredictor
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "TinyViTSpec",
     "build_hqsam",
     "build_sam",
+    "export_onnx",
     "hqsam_model_registry",
     "infer_model_type",
     "is_hq_parameter",

@@ -5,6 +5,7 @@
   hqsam train --config toy|paper|FILE    HQ-SAM's training, one process or many under torchrun (`hqsam.cli.train`)
   hqsam eval hq|coco|box-noise|points|speed   the paper's evaluation protocols (`hqsam.cli.eval`)
   hqsam rehearse DIR                     an offline miniature of the paper profile's inputs (`hqsam.cli.rehearse`)
+  hqsam export-onnx --checkpoint PATH --output DIR   the image encoder and prompt decoder as ONNX (`hqsam.cli.onnx`)
   hqsam --debug COMMAND ...              the same, with the traceback of an error in what was given
 """
 
@@ -16,6 +17,7 @@ from ..download import DownloadError
 from ..seeding import use_deterministic_algorithms
 from .data import add_download_command, add_download_data_command
 from .eval import add_eval_command
+from .onnx import add_export_onnx_command
 from .rehearse import add_rehearse_command
 from .train import add_train_command
 
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(subparsers)
     add_eval_command(subparsers)
     add_rehearse_command(subparsers)
+    add_export_onnx_command(subparsers)
     return parser
 
 
