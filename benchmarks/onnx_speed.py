@@ -7,10 +7,7 @@ features) on the same resized image, with the same thread count; a few warm-up r
 """
 
 import argparse
-import os
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,16 +19,7 @@ import torch
 
 import hqsam
 from hqsam.onnx_export import ImageEncoderOnnx, export_encoder
-
-
-def processor() -> str:
-    """The CPU's model name (lscpu's, else platform's) and the cores this process may use."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-        name = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return f"{name}, {len(os.sched_getaffinity(0))} cores"
+from hqsam.provenance import machine
 
 
 def median_seconds(run: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -56,7 +44,7 @@ def main() -> None:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
 
-    print(f"{processor()}; {args.threads} thread(s) for both; median of {args.repeats} after {args.warmup} warm-up")
+    print(f"{machine()}; {args.threads} thread(s) for both; median of {args.repeats} after {args.warmup} warm-up")
     print(f"torch {torch.__version__}, onnxruntime {onnxruntime.__version__}")
     print(f"{'model':<10} {'input':>6} {'PyTorch ms':>11} {'onnxruntime ms':>15} {'PyTorch/ort':>12}")
     with tempfile.TemporaryDirectory() as folder:
