@@ -27,9 +27,15 @@ from .modeling import HQSam
 DRAG_PIXELS = 5  # a press and release further apart than this (screen pixels) is a box, closer is a click
 STATIC_CANVASES = ("matplotlib.backend_bases", "matplotlib.backends.backend_agg", "matplotlib_inline.backend_inline")
 POINT_STYLE = {1: dict(marker="*", color="#00ff00"), 0: dict(marker="X", color="#ff0000")}
-# Meta's thresholds (predicted IoU 0.88, stability 0.95) keep nothing on the toy world, where the toy SAM's predicted
-# IoUs stay below ~0.4; the toy gets those benchmarks/amg_candidates.py measures with, and a point about every 10 px.
-TOY_EVERYTHING = dict(points_per_side=16, pred_iou_thresh=0.1, stability_score_thresh=0.5)
+# "Segment everything"'s settings by name (HQSamAutomaticMaskGenerator's arguments). Meta's thresholds (predicted IoU
+# 0.88, stability 0.95) keep nothing on the toy world, where the toy SAM's predicted IoUs stay below ~0.4: the toy gets
+# those benchmarks/amg_candidates.py measures with, and a point about every 10 px. "quick" checks the path, not the
+# masks (CI; the paper profile's rehearsal, random weights at real image sizes).
+EVERYTHING_SETTINGS: Dict[str, Dict[str, float]] = {
+    "meta": {},
+    "toy": dict(points_per_side=16, pred_iou_thresh=0.1, stability_score_thresh=0.5),
+    "quick": dict(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0),
+}
 
 
 def use_widget_backend() -> None:
@@ -43,11 +49,18 @@ def use_widget_backend() -> None:
         print(f"no interactive matplotlib backend ({error}); type prompts instead")
 
 
-def segment_everything(model: HQSam, image: np.ndarray, model_type: str) -> List[Dict[str, Any]]:
-    """HQSamAutomaticMaskGenerator's records (binary masks) for an H x W x 3 uint8 image: Meta's settings, or
-    TOY_EVERYTHING for the "toy" model type."""
-    settings = TOY_EVERYTHING if model_type == "toy" else {}
-    return HQSamAutomaticMaskGenerator(model, **settings).generate(image)
+def everything_settings(model_type: str, quick: bool) -> str:
+    """The name of the settings (EVERYTHING_SETTINGS) the tour uses unless told: "quick" in a quick run, "toy" for
+    the toy model type, else Meta's."""
+    return "quick" if quick else "toy" if model_type == "toy" else "meta"
+
+
+def segment_everything(model: HQSam, image: np.ndarray, settings: str) -> List[Dict[str, Any]]:
+    """HQSamAutomaticMaskGenerator's records (binary masks) for an H x W x 3 uint8 image, with the named settings
+    (EVERYTHING_SETTINGS)."""
+    if settings not in EVERYTHING_SETTINGS:
+        raise ValueError(f"settings must be one of {sorted(EVERYTHING_SETTINGS)}, got {settings!r}")
+    return HQSamAutomaticMaskGenerator(model, **EVERYTHING_SETTINGS[settings]).generate(image)
 
 
 class PromptTour:

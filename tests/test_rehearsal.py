@@ -84,7 +84,7 @@ def test_make_reproduce_runs_the_paper_profile_against_the_mirror(mirror, tmp_pa
     out = tmp_path / "run"
     train = "[epochs=1,batch_size=4,batch_per_gpu=1,max_val_images=1,loss_points=4096,num_workers=0]"
     parameters = [f"coco_detections={mirror / DETECTIONS_FILE}", "max_images=1", "trials=1", "speed_repeats=1",
-                  "speed_warmup=0", "grid_datasets=2", f"train_overrides={train}"]
+                  "speed_warmup=0", "grid_datasets=2", "everything=quick", f"train_overrides={train}"]
     environment = {**os.environ, "no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
     environment.pop("HQSAM_QUICK", None)
     with serve(mirror) as url:

@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from hqsam import HQSamPredictor
-from hqsam.tour import PromptTour, use_widget_backend
+from hqsam.tour import EVERYTHING_SETTINGS, PromptTour, everything_settings, segment_everything, use_widget_backend
 
 
 @pytest.fixture()
@@ -139,3 +139,13 @@ def test_without_a_kernel_the_widget_backend_is_declined_with_a_note(capsys):
     use_widget_backend()
     assert capsys.readouterr().out.startswith("no interactive matplotlib backend (")
     assert matplotlib.get_backend() == backend
+
+
+def test_segment_everything_settings_by_name(toy_model, image):
+    assert [everything_settings("toy", True), everything_settings("toy", False), everything_settings("vit_l", False)] \
+        == ["quick", "toy", "meta"]
+    records = segment_everything(toy_model, image, "quick")
+    points = {tuple(record["point_coords"][0]) for record in records}
+    assert records and len(points) <= EVERYTHING_SETTINGS["quick"]["points_per_side"] ** 2
+    with pytest.raises(ValueError, match="settings must be one of"):
+        segment_everything(toy_model, image, "fast")
