@@ -84,7 +84,8 @@ def assert_trained(weights: dict, sam_checkpoint, seed: int = 42, moved: float =
 
 def test_batched_decoding_equals_per_image_decoding(toy_world, toy_sam_checkpoint):
     """Our step decodes all prompts of a batch together; the release decodes image by image."""
-    model = randomize_(hqsam.build_hqsam("toy", toy_sam_checkpoint), seed=5)
+    with pytest.warns(UserWarning, match="plain SAM checkpoint"):
+        model = randomize_(hqsam.build_hqsam("toy", toy_sam_checkpoint), seed=5)
     examples = TrainingExamples(
         ConcatDataset(read_layout(toy_world, TOY_LAYOUT, split="train")), TOY_SIZE, (64, 64), seed=1,
         scale_range=(0.1, 2.0), flip_prob=0.5, prompt_kinds=("box", "point", "noise_mask"), num_points=10,
